@@ -1,0 +1,254 @@
+"""`dist-train`: one command, one subcommand per stage of the pipeline (pack -> preprocess -> train -> eval).
+
+Each subcommand is a thin layer over a library function, so everything here can also be called
+from Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+
+log = logging.getLogger("dist_train")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
+def _parser(sub, name: str, help: str, example: str, description: str | None = None):
+    return sub.add_parser(name, help=help, description=description or help, epilog=f"example:\n  {example}",
+                          formatter_class=_Formatter)
+
+
+def _size(text: str) -> int:
+    """'512M', '1G', '10000' -> bytes."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", text.lower())
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 512M or 1G)")
+    return int(float(m[1]) * 1024 ** " kmgt".index(m[2] or " "))
+
+
+# ---------------------------------------------------------------------------------------------- pack
+
+
+def _add_pack_options(p) -> None:
+    from .data.pack import PackOptions
+
+    d = PackOptions(workers=1)
+    p.add_argument("--out", required=True, type=Path, help="output dataset directory")
+    p.add_argument("--max-samples-per-shard", type=int,
+                   help=f"samples per shard (default: {d.max_samples_per_shard}, or the built-in preset's)")
+    p.add_argument("--max-shard-bytes", type=_size, default=d.max_shard_bytes, help="bytes per shard, e.g. 512M")
+    p.add_argument("--max-pixels", type=int, default=d.max_pixels, help="reject images with more pixels")
+    p.add_argument("--max-side", type=int, help="shrink images whose longer side is larger")
+    p.add_argument("--jpeg-quality", type=int, default=d.jpeg_quality)
+    p.add_argument("--workers", type=int, help="image encoding processes (default: all cores; 0 = none)")
+
+
+def _pack_options(args, default_samples_per_shard: int | None = None):
+    from .data.pack import PackOptions
+
+    kw = dict(max_shard_bytes=args.max_shard_bytes, max_pixels=args.max_pixels, max_side=args.max_side,
+              jpeg_quality=args.jpeg_quality, progress=not args.quiet)
+    samples = args.max_samples_per_shard or default_samples_per_shard
+    if samples:
+        kw["max_samples_per_shard"] = samples
+    if args.workers is not None:
+        kw["workers"] = args.workers
+    return PackOptions(**kw)
+
+
+def _print_summary(summary: dict, out: Path) -> None:
+    print(f"\n{out}: {summary['totals']['written']} samples written, {summary['totals']['rejected']} rejected "
+          f"(of {summary['totals']['read']} read)")
+    print(f"{'split':<10}{'shards':>7}{'read':>9}{'written':>9}{'rejected':>9}  languages")
+    for split, s in summary["splits"].items():
+        langs = " ".join(f"{k}:{v}" for k, v in s["languages"].items())
+        print(f"{split:<10}{s['shards']:>7}{s['read']:>9}{s['written']:>9}{s['rejected']:>9}  {langs}")
+    if summary["totals"]["rejects"]:
+        print("rejects: " + ", ".join(f"{k}: {v}" for k, v in summary["totals"]["rejects"].items())
+              + f"  (every one in {out / 'rejects.parquet'})")
+    for e in summary.get("source_errors", []):
+        print(f"input problem in {e.get('split')}: {e['reason']}: {e['detail']}")
+
+
+def cmd_pack(args) -> int:
+    from .data.pack import pack
+
+    source = args.source_cls.from_args(args)
+    default_shard = getattr(getattr(source, "spec", None), "samples_per_shard", None)
+    summary = pack(source, args.out, _pack_options(args, default_shard))
+    _print_summary(summary, args.out)
+    return 0
+
+
+# -------------------------------------------------------------------------------------------- shards
+
+
+def cmd_verify(args) -> int:
+    from .data.verify import verify_dataset
+
+    report = verify_dataset(args.path, decode_images=args.decode, workers=args.workers, progress=not args.quiet)
+    for problem in report.problems:
+        print(f"FAIL {problem}")
+    for shard in report.bad_shards:
+        for problem in shard.problems:
+            print(f"FAIL {shard.path}: {problem}")
+    n = sum(s.samples for s in report.shards)
+    if report.ok:
+        print(f"OK {len(report.shards)} shard(s), {n} samples verified under {args.path}")
+        return 0
+    print(f"{len(report.bad_shards)} of {len(report.shards)} shard(s) failed verification")
+    return 1
+
+
+def cmd_inspect(args) -> int:
+    from .data.schema import Sample
+    from .data.shards import iter_shard
+    from .data.verify import shard_paths
+
+    tars = shard_paths(args.path)
+    if args.split:
+        tars = [t for t in tars if t.parent.name == args.split]
+    if not tars:
+        print(f"no shards under {args.path}", file=sys.stderr)
+        return 1
+    if args.save_images:
+        args.save_images.mkdir(parents=True, exist_ok=True)
+    shown = 0
+    for tar in tars:
+        for raw in iter_shard(tar):
+            s = Sample.from_wds(raw)
+            if args.language and s.language != args.language:
+                continue
+            prov = s.provenance
+            origin = prov.origin + (f" from {prov.source_language} by {prov.translator}" if prov.translator else "")
+            print(f"{tar.name} {s.key}  [{s.language}, {s.split}, {s.width}x{s.height}, {origin}]\n    {s.caption}")
+            if args.meta:
+                print(f"    meta: {json.dumps(s.meta, ensure_ascii=False)}")
+            if args.save_images:
+                (args.save_images / f"{s.key}.jpg").write_bytes(s.image)
+            shown += 1
+            if shown >= args.n:
+                return 0
+    return 0
+
+
+def cmd_stats(args) -> int:
+    from .data.verify import dataset_stats
+
+    stats = dataset_stats(args.path)
+    if args.json:
+        print(json.dumps(stats, indent=2, ensure_ascii=False))
+        return 0
+    if not stats["splits"]:
+        print(f"no shards under {args.path}", file=sys.stderr)
+        return 1
+    for split, s in stats["splits"].items():
+        print(f"{split}: {s['samples']} samples in {s['shards']} shard(s); mean caption {s['mean_caption_chars']} chars, "
+              f"mean image {s['mean_image_bytes']} bytes, width {s['image_width']}, height {s['image_height']}")
+        print("  languages: " + " ".join(f"{k}:{v}" for k, v in s["languages"].items()))
+        print("  origins:   " + " ".join(f"{k}:{v}" for k, v in s["origins"].items()))
+    if "read" in stats:
+        print(f"read {stats['read']}, rejected {stats['rejected']}: "
+              + (", ".join(f"{k}: {v}" for k, v in stats["rejects"].items()) or "none"))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- demo
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(preset=args.preset, shards_root=args.shards_root, workers=args.workers, progress=not args.quiet)
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .data.sources import ALL_CLI_SOURCES
+    from .data.sources.world import WorldSource
+
+    parser = argparse.ArgumentParser(
+        prog="dist-train",
+        description="Distributed training of multilingual vision-language models.",
+        epilog="example:\n  dist-train demo",
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings and errors only")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _parser(sub, "demo", "run the main job on the built-in benchmark", "dist-train demo --preset tiny",
+                "Pack the built-in multilingual benchmark into shards/ and report what was written.")
+    p.add_argument("--preset", default="demo", help="built-in benchmark size: tiny, demo or large")
+    p.add_argument("--shards-root", type=Path, default=Path("shards"), help="where datasets are written")
+    p.add_argument("--workers", type=int, help="image encoding processes (default: all cores)")
+    p.set_defaults(func=cmd_demo)
+
+    p = _parser(sub, "pack", "pack a dataset into WebDataset shards",
+                "dist-train pack world --preset tiny --out shards/packed/world-tiny",
+                "Validate, re-encode and write a dataset as size-bounded WebDataset shards with Parquet manifests.\n"
+                "Rejected records are counted by reason in summary.json and listed in rejects.parquet.\n"
+                "Rerunning on the same --out resumes: finished shards are kept. Input formats: docs/sources.md.")
+    pack_sub = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    for cls in (WorldSource, *ALL_CLI_SOURCES):
+        sp = _parser(pack_sub, cls.cli_name, cls.cli_help, cls.cli_example)
+        cls.add_arguments(sp)
+        _add_pack_options(sp)
+        sp.set_defaults(func=cmd_pack, source_cls=cls)
+
+    p = _parser(sub, "shards", "verify, inspect and count packed shards", "dist-train shards verify shards/packed/world-tiny")
+    shards_sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sp = _parser(shards_sub, "verify", "check every shard against its manifest (exit 1 naming bad shards)",
+                 "dist-train shards verify shards/packed/world-tiny --decode")
+    sp.add_argument("path", type=Path, help="dataset directory or one .tar shard")
+    sp.add_argument("--decode", action="store_true", help="also decode every image")
+    sp.add_argument("--workers", type=int, default=1, help="shards checked in parallel")
+    sp.set_defaults(func=cmd_verify)
+    sp = _parser(shards_sub, "inspect", "print a few samples", "dist-train shards inspect shards/packed/world-tiny --split test -n 14")
+    sp.add_argument("path", type=Path, help="dataset directory or one .tar shard")
+    sp.add_argument("-n", type=int, default=5, help="number of samples")
+    sp.add_argument("--split", help="only this split")
+    sp.add_argument("--language", help="only this language")
+    sp.add_argument("--meta", action="store_true", help="also print the free-form metadata")
+    sp.add_argument("--save-images", type=Path, help="write the samples' images to this folder")
+    sp.set_defaults(func=cmd_inspect)
+    sp = _parser(shards_sub, "stats", "counts per split and language, rejects by reason",
+                 "dist-train shards stats shards/packed/world-tiny --json")
+    sp.add_argument("path", type=Path, help="dataset directory")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+    sp.set_defaults(func=cmd_stats)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    from .data.pack import PackError
+
+    try:
+        return args.func(args)
+    except (PackError, ValueError, FileNotFoundError) as e:
+        log.debug("error", exc_info=True)
+        print(f"dist-train {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Samples, shards, manifests and the sources they are packed from."""

@@ -1,0 +1,486 @@
+"""The packer: input records -> validated, re-encoded samples -> size-bounded WebDataset shards.
+
+Each split is one deterministic stream of input records. The main process checks the cheap
+things in order (ids, captions, language codes), worker processes read, decode and re-encode the
+images, and the results come back in input order, so shard boundaries depend only on the input
+and the options. That is what makes resuming exact: every finished shard records the range of
+input positions it covers, a rerun skips to the end of the last finished shard and produces the
+same shards an uninterrupted run would have.
+
+Nothing is dropped silently: every input record is either written or rejected with a reason, the
+rejects of each shard's input range are stored beside it, and the summary checks
+read = written + rejected.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import itertools
+import json
+import logging
+import multiprocessing
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from . import images
+from .languages import UnknownLanguage, canonical_language
+from .schema import Sample, check_split_name, sample_key
+from .shards import (
+    ShardWriter,
+    atomic_write_json,
+    atomic_write_parquet,
+    list_finished_shards,
+    manifest_path,
+    read_manifest,
+    read_shard_info,
+    remove_stale_files,
+    sample_tar_bytes,
+    tar_file_bytes,
+)
+from .sources.base import Source, SourceRecord
+
+log = logging.getLogger(__name__)
+
+# Why an input record was not written. Each has a test.
+REJECT_REASONS = {
+    "missing_image": "the image file does not exist or the source has no image for the caption",
+    "unreadable_image": "the image exists but could not be read (permissions, a directory, I/O error)",
+    "empty_image": "the image has zero bytes",
+    "truncated_image": "the image data ends before the image does",
+    "undecodable_image": "the bytes are not an image the decoder understands",
+    "too_many_pixels": "width x height over the pixel limit (decompression-bomb guard)",
+    "empty_caption": "no caption, or only whitespace",
+    "invalid_utf8": "the caption bytes are not valid UTF-8",
+    "unknown_language": "the language code is missing or names no registered language",
+    "invalid_id": "the caption id is empty",
+    "duplicate_id": "an earlier record of the input has the same caption id (or the same shard key)",
+}
+
+REJECTS_SCHEMA = pa.schema(
+    [
+        ("split", pa.string()),
+        ("input_index", pa.int64()),
+        ("key", pa.string()),
+        ("image_id", pa.string()),
+        ("caption_id", pa.string()),
+        ("language", pa.string()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+    ]
+)
+STATE_DIR = "_pack"
+MAX_WARNINGS_PER_REASON = 5
+
+
+class PackError(RuntimeError):
+    """The packer cannot run with these arguments (not a problem of single records)."""
+
+
+@dataclass(frozen=True)
+class PackOptions:
+    max_samples_per_shard: int = 10_000
+    max_shard_bytes: int = 512 * 2**20  # a single sample larger than this still gets a shard of its own
+    max_pixels: int = images.DEFAULT_MAX_PIXELS
+    max_side: int | None = None  # shrink images whose longer side exceeds this
+    jpeg_quality: int = images.DEFAULT_JPEG_QUALITY
+    workers: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))  # 0: encode in this process
+    chunk_size: int = 32  # records per task sent to a worker
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_samples_per_shard < 1:
+            raise PackError(f"max_samples_per_shard must be >= 1, got {self.max_samples_per_shard}")
+        if self.max_shard_bytes < 10_240:
+            raise PackError(f"max_shard_bytes must be >= 10240, got {self.max_shard_bytes}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise PackError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
+        if self.workers < 0 or self.chunk_size < 1:
+            raise PackError("workers must be >= 0 and chunk_size >= 1")
+
+    def output_settings(self) -> dict[str, Any]:
+        """The options that change what is written (a rerun must use the same ones)."""
+        d = asdict(self)
+        for k in ("workers", "chunk_size", "progress"):
+            d.pop(k)
+        return d
+
+
+@dataclass
+class _Checked:
+    """A record after the main-process checks: either `reject` is set, or it goes to a worker."""
+
+    index: int
+    record: SourceRecord
+    key: str
+    caption: str | None = None
+    language: str | None = None
+    reject: tuple[str, str] | None = None
+
+
+def _check_record(index: int, rec: SourceRecord, seen_keys: set[str], split: str) -> _Checked:
+    key = sample_key(rec.caption_id) if rec.caption_id else ""
+    c = _Checked(index, rec, key)
+    if not key:
+        c.reject = ("invalid_id", "empty caption id")
+        return c
+    if key in seen_keys:
+        c.reject = ("duplicate_id", f"caption id {rec.caption_id!r} (shard key {key!r}) was used by an earlier record")
+        return c
+    seen_keys.add(key)
+    caption = rec.caption
+    if isinstance(caption, (bytes, bytearray)):
+        try:
+            caption = bytes(caption).decode("utf-8")
+        except UnicodeDecodeError as e:
+            c.reject = ("invalid_utf8", str(e))
+            return c
+    if isinstance(caption, str):
+        try:
+            caption.encode("utf-8")
+        except UnicodeEncodeError as e:  # lone surrogates from a lenient decoder
+            c.reject = ("invalid_utf8", str(e))
+            return c
+        caption = caption.strip()
+    if not caption:
+        c.reject = ("empty_caption", "no caption" if rec.caption is None else "caption is empty or whitespace")
+        return c
+    try:
+        c.language = canonical_language(rec.language)
+    except UnknownLanguage as e:
+        c.reject = ("unknown_language", str(e))
+        return c
+    if rec.image is None:
+        c.reject = ("missing_image", "the source has no image for this caption")
+        return c
+    c.caption = caption
+    return c
+
+
+def _encode_one(image_ref, settings: dict) -> tuple:
+    try:
+        data = image_ref.read()
+    except FileNotFoundError as e:
+        return ("reject", "missing_image", str(e))
+    except OSError as e:
+        return ("reject", "unreadable_image", str(e))
+    try:
+        jpeg, w, h = images.reencode(
+            data, max_pixels=settings["max_pixels"], max_side=settings["max_side"], quality=settings["jpeg_quality"]
+        )
+    except images.ImageRejected as e:
+        return ("reject", e.reason, e.detail)
+    return ("ok", jpeg, w, h)
+
+
+def _encode_chunk(image_refs: list, settings: dict) -> list[tuple]:
+    """Worker task: read and re-encode a chunk of images."""
+    return [_encode_one(ref, settings) for ref in image_refs]
+
+
+class _Encoder:
+    """Reads and re-encodes images in a pool of worker processes, results in input order.
+
+    One pool serves all splits; at most `4 * workers` chunks are in flight, so memory stays bounded
+    however fast the source yields records.
+    """
+
+    def __init__(self, options: PackOptions):
+        self.options = options
+        self.settings = options.output_settings()
+        self.pool = None
+        if options.workers > 0:
+            # spawn: the parent may hold threads (progress bars, Arrow), which fork does not copy safely.
+            self.pool = cf.ProcessPoolExecutor(options.workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def __enter__(self) -> "_Encoder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def outcomes(self, checked: Iterator[_Checked]) -> Iterator[tuple[_Checked, tuple | None]]:
+        """(checked record, encode result or None for records already rejected), in input order."""
+        chunks = iter(lambda: list(itertools.islice(checked, self.options.chunk_size)), [])
+        if self.pool is None:
+            for chunk in chunks:
+                todo = [c.record.image for c in chunk if c.reject is None]
+                yield from _match(chunk, _encode_chunk(todo, self.settings))
+            return
+        pending: collections.deque = collections.deque()
+        try:
+            for chunk in chunks:
+                todo = [c.record.image for c in chunk if c.reject is None]
+                pending.append((chunk, self.pool.submit(_encode_chunk, todo, self.settings) if todo else None))
+                while len(pending) >= 4 * self.options.workers:
+                    chunk, fut = pending.popleft()
+                    yield from _match(chunk, fut.result() if fut else [])
+            while pending:
+                chunk, fut = pending.popleft()
+                yield from _match(chunk, fut.result() if fut else [])
+        finally:
+            for _, fut in pending:
+                if fut is not None:
+                    fut.cancel()
+
+
+def _match(chunk: list[_Checked], results: list[tuple]) -> Iterator[tuple[_Checked, tuple | None]]:
+    it = iter(results)
+    for c in chunk:
+        yield c, (None if c.reject else next(it))
+
+
+class _RejectLog:
+    """Collects the rejects of the current shard's input range; warns about the first few of each reason."""
+
+    def __init__(self, split: str):
+        self.split = split
+        self.rows: list[dict] = []
+        self.warned: collections.Counter = collections.Counter()
+
+    def add(self, c: _Checked, reason: str, detail: str) -> None:
+        rec = c.record
+        self.rows.append(
+            {
+                "split": self.split,
+                "input_index": c.index,
+                "key": c.key,
+                "image_id": str(rec.image_id),
+                "caption_id": str(rec.caption_id),
+                "language": rec.language if isinstance(rec.language, str) else None,
+                "reason": reason,
+                "detail": detail,
+            }
+        )
+        self.warned[reason] += 1
+        level = logging.WARNING if self.warned[reason] <= MAX_WARNINGS_PER_REASON else logging.DEBUG
+        log.log(level, "rejected %s #%d (caption id %r): %s: %s", self.split, c.index, rec.caption_id, reason, detail)
+        if self.warned[reason] == MAX_WARNINGS_PER_REASON + 1:
+            log.warning("more records rejected for %s; all are listed in rejects.parquet", reason)
+
+    def take(self) -> list[dict]:
+        rows, self.rows = self.rows, []
+        return rows
+
+
+def _state(out: Path) -> Path:
+    return out / STATE_DIR
+
+
+def _rejects_path(out: Path, split: str, index: int | None) -> Path:
+    name = f"{split}-tail" if index is None else f"{split}-{index:06d}"
+    return _state(out) / "rejects" / f"{name}.parquet"
+
+
+def _write_rejects(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_parquet(path, pa.Table.from_pylist(rows, schema=REJECTS_SCHEMA))
+
+
+def _check_config(out: Path, source: Source, options: PackOptions) -> None:
+    wanted = {"source": source.describe(), "options": options.output_settings()}
+    wanted = json.loads(json.dumps(wanted))  # normalise tuples etc. for comparison
+    path = _state(out) / "config.json"
+    if path.exists():
+        have = json.loads(path.read_text())
+        if have != wanted:
+            diff = sorted(
+                f"{section}.{k}: {have.get(section, {}).get(k)!r} -> {wanted[section].get(k)!r}"
+                for section in wanted
+                for k in set(wanted[section]) | set(have.get(section, {}))
+                if have.get(section, {}).get(k) != wanted[section].get(k)
+            )
+            raise PackError(
+                f"{out} already holds a dataset packed from other input or with other settings "
+                f"({'; '.join(diff)}). Use another --out, or delete {out} to start over."
+            )
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, wanted)
+
+
+def _resume_point(out: Path, split: str, seen_keys: set[str]) -> tuple[int, int]:
+    """Clean up after a crash; return (number of finished shards, input position to continue from)."""
+    finished = list_finished_shards(out, split)
+    # Finished shards form a prefix; anything after the first gap is from an interrupted run.
+    contiguous = []
+    for i, tar in enumerate(finished):
+        if tar.name != f"{split}-{i:06d}.tar":
+            break
+        contiguous.append(tar)
+    removed = remove_stale_files(out / split, contiguous)
+    if removed:
+        log.info("%s: removed %d unfinished file(s) from an interrupted run", split, len(removed))
+    rejects_dir = _state(out) / "rejects"
+    if rejects_dir.is_dir():
+        keep = {_rejects_path(out, split, i).name for i in range(len(contiguous))}
+        for p in rejects_dir.glob(f"{split}-*.parquet*"):
+            if p.name not in keep:
+                p.unlink()
+    resume_from = 0
+    for i, tar in enumerate(contiguous):
+        info = read_shard_info(manifest_path(tar))
+        resume_from = info.input_end
+        seen_keys.update(read_manifest(manifest_path(tar), ["key"]).column("key").to_pylist())
+        rj = _rejects_path(out, split, i)
+        if rj.exists():
+            seen_keys.update(k for k in pq.read_table(rj, columns=["key"]).column("key").to_pylist() if k)
+    return len(contiguous), resume_from
+
+
+def _pack_split(source: Source, split: str, out: Path, encoder: _Encoder, seen_keys: set[str]) -> None:
+    options = encoder.options
+    done_path = _state(out) / "done" / f"{split}.json"
+    if done_path.exists():
+        for tar in list_finished_shards(out, split):
+            seen_keys.update(read_manifest(manifest_path(tar), ["key"]).column("key").to_pylist())
+        for rj in (_state(out) / "rejects").glob(f"{split}-*.parquet"):
+            seen_keys.update(k for k in pq.read_table(rj, columns=["key"]).column("key").to_pylist() if k)
+        log.info("%s: already packed, skipping", split)
+        return
+    errors_before = len(source.source_errors())
+    shard_index, resume_from = _resume_point(out, split, seen_keys)
+    if resume_from:
+        log.info("%s: resuming after %d finished shard(s), at input record %d", split, shard_index, resume_from)
+    total = source.count(split)
+    bar = tqdm(total=total, initial=resume_from, desc=f"pack {split}", unit="rec", disable=not options.progress,
+               dynamic_ncols=True, mininterval=0.5)
+    records = itertools.islice(source.records(split), resume_from, None)
+    checked = (_check_record(i, r, seen_keys, split) for i, r in enumerate(records, start=resume_from))
+    rejects = _RejectLog(split)
+    writer: ShardWriter | None = None
+    segment_start = resume_from
+    position = resume_from
+    try:
+        for c, result in encoder.outcomes(checked):
+            position = c.index + 1
+            bar.update(1)
+            if c.reject is None and result[0] == "reject":
+                c.reject = (result[1], result[2])
+            if c.reject is not None:
+                rejects.add(c, *c.reject)
+                continue
+            _, jpeg, width, height = result
+            rec = c.record
+            sample = Sample(
+                key=c.key, image=jpeg, caption=c.caption, language=c.language, image_id=str(rec.image_id),
+                caption_id=str(rec.caption_id), source=source.name, split=split, width=width, height=height,
+                provenance=rec.provenance, meta=rec.meta,
+            )
+            size = sample_tar_bytes(sample.to_wds())
+            if writer is not None and (
+                len(writer) >= options.max_samples_per_shard
+                or tar_file_bytes(writer.payload_bytes + size) > options.max_shard_bytes
+            ):
+                _commit(out, split, shard_index, writer, segment_start, c.index, rejects.take())
+                shard_index, segment_start, writer = shard_index + 1, c.index, None
+                bar.set_postfix(shards=shard_index, rejected=sum(rejects.warned.values()), refresh=False)
+            if writer is None:
+                writer = ShardWriter(out, split, shard_index)
+            writer.write(sample, c.index)
+        if writer is not None:
+            _commit(out, split, shard_index, writer, segment_start, position, rejects.take())
+            writer = None
+        tail = rejects.take()
+        if tail:  # rejects after the last written sample (or a split with nothing valid at all)
+            _write_rejects(_rejects_path(out, split, None), tail)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    finally:
+        bar.close()
+    done_path.parent.mkdir(parents=True, exist_ok=True)
+    # Input problems that belong to no record (a corrupt input tar) are kept with the split, so a
+    # rerun that skips the split still reports them.
+    errors = [{"reason": r, "detail": d} for r, d in source.source_errors()[errors_before:]]
+    atomic_write_json(done_path, {"split": split, "read": position, "source_errors": errors})
+
+
+def _commit(out: Path, split: str, index: int, writer: ShardWriter, start: int, end: int, rejects: list[dict]) -> None:
+    # The rejects go first: the manifest is the shard's "finished" mark and must come last.
+    if rejects:
+        _write_rejects(_rejects_path(out, split, index), rejects)
+    writer.commit(start, end, len(rejects))
+
+
+def pack(source: Source, out: str | Path, options: PackOptions | None = None) -> dict[str, Any]:
+    """Pack every split of `source` into `out`; resumes an interrupted run. Returns the summary."""
+    options = options or PackOptions()
+    out = Path(out)
+    splits = source.splits()
+    for s in splits:
+        check_split_name(s)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_config(out, source, options)
+    seen_keys: set[str] = set()
+    with _Encoder(options) as encoder:
+        for split in splits:
+            _pack_split(source, split, out, encoder, seen_keys)
+    summary = summarize(out, splits, source)
+    atomic_write_json(out / "summary.json", summary)
+    return summary
+
+
+def _read_rejects(out: Path, splits: list[str]) -> pa.Table:
+    tables = [pq.read_table(p) for s in splits for p in sorted((_state(out) / "rejects").glob(f"{s}-*.parquet"))]
+    if not tables:
+        return REJECTS_SCHEMA.empty_table()
+    return pa.concat_tables(tables).sort_by([("split", "ascending"), ("input_index", "ascending")])
+
+
+def summarize(out: Path, splits: list[str], source: Source) -> dict[str, Any]:
+    """Counts from what is on disk (manifests and reject tables), so they describe the shards as they are."""
+    rejects = _read_rejects(out, splits)
+    atomic_write_parquet(out / "rejects.parquet", rejects)
+    reject_rows = rejects.select(["split", "reason"]).to_pylist()
+    per_split: dict[str, Any] = {}
+    source_errors = []
+    totals = {"read": 0, "written": 0, "rejected": 0, "languages": collections.Counter(),
+              "rejects": collections.Counter()}
+    for split in splits:
+        shards = list_finished_shards(out, split)
+        languages: collections.Counter = collections.Counter()
+        written = tar_bytes = 0
+        for tar in shards:
+            info = read_shard_info(manifest_path(tar))
+            written += info.num_samples
+            tar_bytes += info.tar_bytes
+            languages.update(read_manifest(manifest_path(tar), ["language"]).column("language").to_pylist())
+        reasons = collections.Counter(r["reason"] for r in reject_rows if r["split"] == split)
+        done = json.loads((_state(out) / "done" / f"{split}.json").read_text())
+        source_errors += [dict(e, split=split) for e in done.get("source_errors", [])]
+        rejected = sum(reasons.values())
+        if done["read"] != written + rejected:
+            raise PackError(f"internal error: {split}: read {done['read']} != written {written} + rejected {rejected}")
+        per_split[split] = {
+            "shards": len(shards),
+            "read": done["read"],
+            "written": written,
+            "rejected": rejected,
+            "tar_bytes": tar_bytes,
+            "languages": dict(sorted(languages.items())),
+            "rejects": dict(sorted(reasons.items())),
+        }
+        totals["read"] += done["read"]
+        totals["written"] += written
+        totals["rejected"] += rejected
+        totals["languages"].update(languages)
+        totals["rejects"].update(reasons)
+    totals["languages"] = dict(sorted(totals["languages"].items()))
+    totals["rejects"] = dict(sorted(totals["rejects"].items()))
+    return {
+        "format": "dist_train.shards/1",
+        "source": source.describe(),
+        "options": json.loads((_state(out) / "config.json").read_text())["options"],
+        "splits": per_split,
+        "totals": totals,
+        "source_errors": source_errors,
+    }

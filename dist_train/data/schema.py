@@ -1,0 +1,130 @@
+"""The one sample schema of the project, as stored in WebDataset shards.
+
+A sample is one caption of one image. In a shard it is a group of tar members sharing a key:
+
+    <key>.jpg    the image, baseline RGB JPEG bytes
+    <key>.txt    the caption, UTF-8
+    <key>.json   everything else (see `Sample`), UTF-8 JSON
+
+Keys hold only ``[A-Za-z0-9_-]``: readers such as Ray's and webdataset's split a member name
+into key and field at the first dot. Later stages add members of their own (tokens, image
+features) under the same key; the three above are always present.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+# Where a caption came from.
+ORIGIN_HUMAN = "human"  # written in this language by a person
+ORIGIN_SYNTHETIC = "synthetic"  # written in this language by a program (the built-in benchmark's captioner)
+ORIGIN_MACHINE = "machine"  # machine-translated from a caption in another language
+ORIGINS = (ORIGIN_HUMAN, ORIGIN_SYNTHETIC, ORIGIN_MACHINE)
+
+_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+MAX_KEY_LENGTH = 100
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Who wrote a caption: human and machine captions must stay distinguishable."""
+
+    origin: str = ORIGIN_HUMAN
+    source_language: str | None = None  # for machine translations: the language translated from
+    source_caption_id: str | None = None  # ... and the caption translated
+    translator: str | None = None  # ... and the system that translated it (e.g. "marian:opus-mt-en-de")
+
+    def __post_init__(self) -> None:
+        if self.origin not in ORIGINS:
+            raise ValueError(f"provenance origin must be one of {ORIGINS}, got {self.origin!r}")
+        if self.origin == ORIGIN_MACHINE and not (self.source_language and self.translator):
+            raise ValueError("a machine-translated caption must name its source language and translator")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One caption of one image, with everything needed to trace it back to its source."""
+
+    key: str
+    image: bytes  # JPEG
+    caption: str
+    language: str  # canonical BCP-47 tag (ISO 639-1 where one exists): "en", "pt-BR", "zh-Hans"
+    image_id: str
+    caption_id: str
+    source: str  # dataset the sample came from: "world-tiny", "coco", "multi30k", ...
+    split: str
+    width: int
+    height: int
+    provenance: Provenance = field(default_factory=Provenance)
+    meta: dict[str, Any] = field(default_factory=dict)  # free-form, JSON-serialisable
+
+    def metadata(self) -> dict[str, Any]:
+        """The content of the `.json` member."""
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "image_id": self.image_id,
+            "caption_id": self.caption_id,
+            "language": self.language,
+            "source": self.source,
+            "split": self.split,
+            "width": self.width,
+            "height": self.height,
+            "provenance": asdict(self.provenance),
+            "meta": self.meta,
+        }
+
+    def to_wds(self) -> dict[str, Any]:
+        """The sample as webdataset's TarWriter takes it (bytes values are written as they are)."""
+        return {
+            "__key__": self.key,
+            "jpg": self.image,
+            "txt": self.caption.encode("utf-8"),
+            "json": json.dumps(self.metadata(), ensure_ascii=False, sort_keys=True).encode("utf-8"),
+        }
+
+    @classmethod
+    def from_wds(cls, raw: dict[str, Any]) -> "Sample":
+        """Inverse of `to_wds`, from the undecoded member bytes of one sample."""
+        md = json.loads(raw["json"])
+        return cls(
+            key=raw["__key__"],
+            image=raw["jpg"],
+            caption=raw["txt"].decode("utf-8") if isinstance(raw["txt"], bytes) else raw["txt"],
+            language=md["language"],
+            image_id=md["image_id"],
+            caption_id=md["caption_id"],
+            source=md["source"],
+            split=md["split"],
+            width=md["width"],
+            height=md["height"],
+            provenance=Provenance(**md["provenance"]),
+            meta=md.get("meta", {}),
+        )
+
+
+def sample_key(caption_id: str) -> str:
+    """A shard key for a caption id: unsafe characters become `_`; over-long ids keep a hash suffix.
+
+    Two ids can map to one key ("a.b" and "a_b"); the packer rejects the second as a duplicate.
+    """
+    key = _KEY_UNSAFE.sub("_", caption_id)
+    if len(key) > MAX_KEY_LENGTH:
+        digest = hashlib.sha1(caption_id.encode("utf-8")).hexdigest()[:16]
+        key = f"{key[: MAX_KEY_LENGTH - 17]}_{digest}"
+    return key
+
+
+_SPLIT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+def check_split_name(split: str) -> str:
+    """Split names become folder names: lower-case letters, digits, `_` and `-`."""
+    if not isinstance(split, str) or not _SPLIT_RE.match(split):
+        raise ValueError(f"invalid split name {split!r}: use lower-case letters, digits, '_' and '-'")
+    return split

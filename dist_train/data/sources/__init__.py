@@ -1,0 +1,1 @@
+"""Input formats the packer reads, one module each."""

@@ -1,0 +1,229 @@
+"""Integrity checks and summaries of a dataset directory: `dist-train shards verify|inspect|stats`."""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import hashlib
+import io
+import json
+import multiprocessing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .shards import (
+    TMP_MARK,
+    iter_shard,
+    list_shards,
+    manifest_path,
+    read_manifest,
+    read_shard_info,
+    split_names,
+)
+
+REQUIRED_MEMBERS = ("jpg", "txt", "json")
+
+
+@dataclass
+class ShardReport:
+    path: str
+    samples: int = 0
+    languages: dict = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_shard(tar: str | Path, decode_images: bool = False) -> ShardReport:
+    """Check one shard against its manifest: bytes, order and content of every sample."""
+    from PIL import Image  # imported here: this runs in worker processes
+
+    tar = Path(tar)
+    report = ShardReport(str(tar))
+    problems = report.problems
+    manifest = manifest_path(tar)
+    if not manifest.is_file():
+        problems.append("no manifest: the shard was not finished (interrupted write?)")
+        return report
+    try:
+        info = read_shard_info(manifest)
+        rows = read_manifest(manifest).to_pylist()
+    except Exception as e:
+        problems.append(f"unreadable manifest {manifest.name}: {e}")
+        return report
+    size = tar.stat().st_size
+    if size != info.tar_bytes:
+        problems.append(f"size {size} bytes, manifest says {info.tar_bytes} (truncated or rewritten)")
+    elif _sha256(tar) != info.sha256:
+        problems.append("sha256 differs from the manifest (corrupted)")
+    if len(rows) != info.num_samples:
+        problems.append(f"manifest has {len(rows)} rows but says {info.num_samples} samples")
+    languages: collections.Counter = collections.Counter()
+    n = 0
+    try:
+        for n, sample in enumerate(iter_shard(tar), start=1):
+            key = sample["__key__"]
+            if n > len(rows):
+                problems.append(f"sample {n} ({key}) is not in the manifest")
+                break
+            row = rows[n - 1]
+            if key != row["key"]:
+                problems.append(f"sample {n}: key {key!r}, manifest says {row['key']!r}")
+                break
+            missing = [m for m in REQUIRED_MEMBERS if m not in sample]
+            if missing:
+                problems.append(f"{key}: missing member(s) {', '.join(missing)}")
+                continue
+            md = json.loads(sample["json"])
+            caption = sample["txt"].decode("utf-8")
+            for k in ("language", "image_id", "caption_id", "split", "width", "height"):
+                if md.get(k) != row[k]:
+                    problems.append(f"{key}: json {k}={md.get(k)!r}, manifest {row[k]!r}")
+            if len(caption) != row["caption_length"]:
+                problems.append(f"{key}: caption has {len(caption)} characters, manifest says {row['caption_length']}")
+            if len(sample["jpg"]) != row["image_bytes"]:
+                problems.append(f"{key}: image has {len(sample['jpg'])} bytes, manifest says {row['image_bytes']}")
+            if decode_images:
+                try:
+                    img = Image.open(io.BytesIO(sample["jpg"]))
+                    img.load()
+                    if img.size != (row["width"], row["height"]):
+                        problems.append(f"{key}: image is {img.size}, manifest says {(row['width'], row['height'])}")
+                except Exception as e:
+                    problems.append(f"{key}: image does not decode: {e}")
+            languages[row["language"]] += 1
+            if len(problems) > 20:
+                problems.append("... (stopped after 20 problems)")
+                break
+    except Exception as e:
+        problems.append(f"unreadable after {n} sample(s): {type(e).__name__}: {e}")
+    if not problems and n != len(rows):
+        problems.append(f"{n} samples in the tar, {len(rows)} in the manifest")
+    report.samples = n
+    report.languages = dict(languages)
+    return report
+
+
+@dataclass
+class DatasetReport:
+    root: str
+    shards: list[ShardReport] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # dataset-level: orphans, summary mismatches
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(s.ok for s in self.shards)
+
+    @property
+    def bad_shards(self) -> list[ShardReport]:
+        return [s for s in self.shards if not s.ok]
+
+
+def shard_paths(root: Path) -> list[Path]:
+    """All shards of a dataset directory, or the one shard if `root` is a tar."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    return [t for split in split_names(root) for t in list_shards(root, split)]
+
+
+def verify_dataset(root: str | Path, decode_images: bool = False, workers: int = 1,
+                   progress: bool = True) -> DatasetReport:
+    root = Path(root)
+    report = DatasetReport(str(root))
+    if not root.exists():
+        report.problems.append(f"{root} does not exist")
+        return report
+    tars = shard_paths(root)
+    if not tars:
+        report.problems.append(f"no shards under {root}")
+    if root.is_dir():
+        for split in split_names(root) or [p.name for p in root.iterdir() if p.is_dir()]:
+            for p in sorted((root / split).iterdir()):
+                if TMP_MARK in p.name:
+                    report.problems.append(f"{p}: temporary file of an interrupted write")
+                elif p.suffix == ".parquet" and not p.with_suffix(".tar").exists():
+                    report.problems.append(f"{p}: manifest without its shard")
+    bar = tqdm(total=len(tars), desc="verify", unit="shard", disable=not progress, dynamic_ncols=True)
+    if workers > 1 and len(tars) > 1:
+        ctx = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            for r in pool.map(verify_shard, tars, [decode_images] * len(tars)):
+                report.shards.append(r)
+                bar.update(1)
+    else:
+        for t in tars:
+            report.shards.append(verify_shard(t, decode_images))
+            bar.update(1)
+    bar.close()
+    summary_path = root / "summary.json"
+    if root.is_dir() and summary_path.exists() and all(s.ok for s in report.shards):
+        summary = json.loads(summary_path.read_text())
+        for split, s in summary.get("splits", {}).items():
+            shards = [r for r in report.shards if Path(r.path).parent.name == split]
+            counts: collections.Counter = collections.Counter()
+            for r in shards:
+                counts.update(r.languages)
+            if s.get("shards") != len(shards) or s.get("written") != sum(counts.values()):
+                report.problems.append(
+                    f"summary.json says {split} has {s.get('shards')} shards / {s.get('written')} samples, "
+                    f"found {len(shards)} / {sum(counts.values())}")
+            elif s.get("languages") and s["languages"] != dict(sorted(counts.items())):
+                report.problems.append(f"summary.json language counts of {split} differ from the shards")
+            if "read" in s and s["read"] != s.get("written", 0) + s.get("rejected", 0):
+                report.problems.append(f"summary.json: {split}: read != written + rejected")
+    return report
+
+
+def dataset_stats(root: str | Path) -> dict:
+    """Counts per split and language, caption lengths and image sizes, from the manifests alone."""
+    root = Path(root)
+    out: dict = {"root": str(root), "splits": {}}
+    for split in split_names(root):
+        langs: collections.Counter = collections.Counter()
+        origins: collections.Counter = collections.Counter()
+        chars = images = caption_total = 0
+        widths, heights = [], []
+        tars = list_shards(root, split)
+        for tar in tars:
+            m = manifest_path(tar)
+            if not m.exists():
+                continue
+            t = read_manifest(m).to_pydict()
+            langs.update(t["language"])
+            origins.update(t["origin"])
+            caption_total += len(t["key"])
+            chars += sum(t["caption_length"])
+            images += sum(t["image_bytes"])
+            widths += t["width"]
+            heights += t["height"]
+        n = caption_total
+        out["splits"][split] = {
+            "shards": len(tars),
+            "samples": n,
+            "languages": dict(sorted(langs.items())),
+            "origins": dict(sorted(origins.items())),
+            "mean_caption_chars": round(chars / n, 1) if n else 0,
+            "mean_image_bytes": round(images / n) if n else 0,
+            "image_width": [min(widths), max(widths)] if n else None,
+            "image_height": [min(heights), max(heights)] if n else None,
+        }
+    summary = root / "summary.json"
+    if summary.exists():
+        s = json.loads(summary.read_text())
+        out["rejects"] = s.get("totals", {}).get("rejects", {})
+        out["read"] = s.get("totals", {}).get("read")
+        out["rejected"] = s.get("totals", {}).get("rejected")
+    return out

@@ -1,0 +1,1 @@
+"""The built-in benchmark: rendered scenes captioned in many languages, with a known answer."""

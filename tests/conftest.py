@@ -1,0 +1,26 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, check=True, **kw) -> subprocess.CompletedProcess:
+    """Run the real `dist-train` console script."""
+    exe = Path(sys.executable).with_name("dist-train")
+    cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ["-m", "dist_train.cli"]), *map(str, args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory) -> Path:
+    """The tiny built-in benchmark packed once per test session (read-only for tests)."""
+    out = tmp_path_factory.mktemp("world") / "world-tiny"
+    run_cli("-q", "pack", "world", "--preset", "tiny", "--out", out)
+    return out
