@@ -101,6 +101,13 @@ class WorldCaption:
                 "mismatched": self.mismatched, "scene_seed": self.scene_seed}
 
 
+def caption_in(meta: dict, language: str, template: int | None = None) -> str:
+    """The reference translation of a benchmark caption: what it says (from the sample's `meta`),
+    captioned in `language`, with the same construction unless `template` is given."""
+    said = Meaning.from_dict(meta["said"])
+    return get_captioner(language).caption(said, meta["template"] if template is None else template)
+
+
 @dataclass
 class World:
     """All captions of every split of a spec, generated up front (a few bytes each)."""

@@ -8,6 +8,7 @@ translations of each other; the test split relies on that for translation by ret
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 SHAPES = ("circle", "square", "triangle", "star")
 COLOURS = ("red", "green", "blue", "yellow", "white", "black")
@@ -67,7 +68,8 @@ def all_groups() -> list[Group]:
     return [Group(c, s, col, sh) for c in COUNTS for s in SIZES for col in COLOURS for sh in SHAPES]
 
 
-def all_meanings() -> list[Meaning]:
+@lru_cache(maxsize=1)
+def all_meanings() -> tuple[Meaning, ...]:
     """Every caption meaning the benchmark can produce, in a fixed order."""
     groups = all_groups()
-    return [Meaning(a, r, b) for a in groups for r in RELATIONS for b in groups if a != b]
+    return tuple(Meaning(a, r, b) for a in groups for r in RELATIONS for b in groups if a != b)

@@ -7,7 +7,7 @@ import collections
 import numpy as np
 import pytest
 
-from dist_train.data.world.dataset import PRESETS, World, get_spec
+from dist_train.data.world.dataset import PRESETS, World, caption_in, get_spec
 from dist_train.data.world.languages import LANGUAGES, get_captioner
 from dist_train.data.world.meaning import Group, Meaning
 from dist_train.data.world.render import RGB, layout, render
@@ -95,3 +95,14 @@ def test_rendered_image_shows_the_colours_and_is_deterministic():
 
     assert share(left, RGB["red"]) > 0.05 and share(right, RGB["red"]) < 0.01
     assert share(right, RGB["yellow"]) > 0.05 and share(left, RGB["yellow"]) < 0.01
+
+
+def test_reference_translation_recovers_every_language_of_a_test_scene(world):
+    by_image = collections.defaultdict(dict)
+    for c in world.captions["test"]:
+        by_image[c.image_id][c.language] = c
+    for caps in list(by_image.values())[:10]:
+        source = caps["en"]
+        for lang, c in caps.items():
+            assert caption_in(source.meta(), lang, c.template) == c.caption
+        assert caption_in(source.meta(), "en") == source.caption
