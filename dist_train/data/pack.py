@@ -79,6 +79,14 @@ STATE_DIR = "_pack"
 MAX_WARNINGS_PER_REASON = 5
 
 
+def available_cpus() -> int:
+    """Cores this process may use (under SLURM: its allocation, not the whole node)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class PackError(RuntimeError):
     """The packer cannot run with these arguments (not a problem of single records)."""
 
@@ -90,7 +98,7 @@ class PackOptions:
     max_pixels: int = images.DEFAULT_MAX_PIXELS
     max_side: int | None = None  # shrink images whose longer side exceeds this
     jpeg_quality: int = images.DEFAULT_JPEG_QUALITY
-    workers: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))  # 0: encode in this process
+    workers: int = field(default_factory=lambda: available_cpus())  # 0: encode in this process
     chunk_size: int = 32  # records per task sent to a worker
     progress: bool = True
 
@@ -125,7 +133,8 @@ class _Checked:
 
 
 def _check_record(index: int, rec: SourceRecord, seen_keys: set[str], split: str) -> _Checked:
-    key = sample_key(rec.caption_id) if rec.caption_id else ""
+    caption_id = "" if rec.caption_id is None else str(rec.caption_id)
+    key = sample_key(caption_id) if caption_id else ""
     c = _Checked(index, rec, key)
     if not key:
         c.reject = ("invalid_id", "empty caption id")

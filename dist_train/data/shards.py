@@ -245,7 +245,9 @@ class ShardWriter:
         return info
 
     def abort(self) -> None:
+        """Drop the unfinished shard (after an error): close everything, delete the temporary file."""
         try:
+            self._writer.close()
             self._file.close()
         finally:
             self._tmp.unlink(missing_ok=True)

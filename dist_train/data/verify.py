@@ -150,8 +150,8 @@ def verify_dataset(root: str | Path, decode_images: bool = False, workers: int =
     if not tars:
         report.problems.append(f"no shards under {root}")
     if root.is_dir():
-        for split in split_names(root) or [p.name for p in root.iterdir() if p.is_dir()]:
-            for p in sorted((root / split).iterdir()):
+        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
+            for p in sorted(folder.iterdir()):
                 if TMP_MARK in p.name:
                     report.problems.append(f"{p}: temporary file of an interrupted write")
                 elif p.suffix == ".parquet" and not p.with_suffix(".tar").exists():
