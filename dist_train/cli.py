@@ -16,8 +16,14 @@ from pathlib import Path
 log = logging.getLogger("dist_train")
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the example's layout; shows defaults that exist (and only once)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "default" not in text and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
 
 
 def _parser(sub, name: str, help: str, example: str, description: str | None = None):

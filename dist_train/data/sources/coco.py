@@ -1,0 +1,170 @@
+"""COCO-style caption files: the official `captions_*.json` and Karpathy's split files.
+
+Both are detected by shape. An official file holds one split, named by --split or guessed from the
+file name; a Karpathy file names the split of every image itself (its "restval" is training data).
+Official files name images relative to their own folder (train2017/, val2017/), so each file can
+have its own --images folder.
+Translated COCO variants add a "language" (or "lang") field to each caption, which wins over --language.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from ._common import existing_dir, existing_file, id_string, language_option, split_option
+from .base import CliSource, FileImage, SourceRecord
+
+_KARPATHY_SPLITS = {"restval": "train"}
+
+
+def _load(path: Path) -> tuple[str, Any]:
+    """("coco" or "karpathy", the parsed file)."""
+    data = json.loads(path.read_bytes())
+    if isinstance(data, dict) and isinstance(data.get("annotations"), list) and isinstance(data.get("images"), list):
+        return "coco", data
+    if isinstance(data, dict) and isinstance(data.get("images"), list) and all(
+        isinstance(img, dict) and "sentences" in img for img in data["images"]
+    ):
+        return "karpathy", data
+    raise ValueError(
+        f"{path}: neither COCO captions ({{'images': [...], 'annotations': [...]}}) "
+        "nor Karpathy splits ({'images': [{'filename', 'split', 'sentences': [...]}]})"
+    )
+
+
+def _guess_split(path: Path) -> str | None:
+    name = path.name.lower()
+    return next((s for s in ("train", "val", "test") if s in name), None)
+
+
+def _karpathy_split(path: Path, index: int, img: dict) -> str:
+    split = img.get("split")
+    split = _KARPATHY_SPLITS.get(split, split)
+    try:
+        return split_option(split, f"{path}: image {index}")
+    except ValueError as e:
+        raise ValueError(f"{e} (Karpathy files name each image's split)") from None
+
+
+def _language(caption: dict, default: str) -> str:
+    return caption.get("language") or caption.get("lang") or default
+
+
+class CocoSource(CliSource):
+    name = "coco"
+    cli_name = "coco"
+    cli_help = "COCO caption JSON (official or Karpathy splits) plus an image folder"
+    cli_example = (
+        "dist-train pack coco --annotations annotations/captions_train2017.json "
+        "--images coco/train2017 --annotations annotations/captions_val2017.json --images coco/val2017 "
+        "--out shards/packed/coco"
+    )
+
+    def __init__(self, annotations: list[str | Path], images: str | Path | list[str | Path],
+                 split: str | None = None, language: str = "en"):
+        """`images`: one folder for all annotation files, or a list of one per file, in the same order."""
+        images = [images] if isinstance(images, (str, Path)) else images
+        if not annotations:
+            raise ValueError("--annotations: give at least one annotation file")
+        if len(images) not in (1, len(annotations)):
+            raise ValueError(f"--images: give one folder, or one per --annotations file ({len(annotations)}), "
+                             f"not {len(images)}")
+        self.annotations = [existing_file(p, "--annotations") for p in annotations]
+        dirs = [existing_dir(p, "--images") for p in images]
+        self.images = dirs * len(annotations) if len(dirs) == 1 else dirs
+        self.split = split_option(split) if split is not None else None
+        self.language = language_option(language)
+        self._files: list[tuple[Path, Path, str, dict[str, int]]] = []  # (file, images, format, captions per split)
+        for path, image_dir in zip(self.annotations, self.images):
+            fmt, data = _load(path)
+            self._files.append((path, image_dir, fmt, self._split_counts(path, fmt, data)))
+
+    def _split_counts(self, path: Path, fmt: str, data: dict) -> dict[str, int]:
+        """Captions per split of one file; a file whose split is unknown or invalid is a config error."""
+        if fmt == "karpathy":
+            if self.split is not None:
+                raise ValueError(f"--split: {path} is a Karpathy split file, which names each image's split itself")
+            counts: dict[str, int] = {}
+            for i, img in enumerate(data["images"]):
+                split = _karpathy_split(path, i, img)
+                counts[split] = counts.get(split, 0) + len(img["sentences"])
+            return counts
+        split = self.split or _guess_split(path)
+        if split is None:
+            raise ValueError(f"cannot tell the split of {path} from its name (no train, val or test in it): "
+                             "pass --split")
+        return {split: len(data["annotations"])}
+
+    def splits(self) -> list[str]:
+        return list(dict.fromkeys(s for *_, counts in self._files for s in counts))
+
+    def count(self, split: str) -> int:
+        return sum(counts.get(split, 0) for *_, counts in self._files)
+
+    def records(self, split: str) -> Iterator[SourceRecord]:
+        # Parsed files are not kept between splits: as Python objects they take many times their size on disk.
+        for path, image_dir, fmt, counts in self._files:
+            if split in counts:
+                _, data = _load(path)
+                if fmt == "karpathy":
+                    yield from self._karpathy(path, image_dir, data, split)
+                else:
+                    yield from self._coco(image_dir, data, split)
+
+    def _coco(self, image_dir: Path, data: dict, split: str) -> Iterator[SourceRecord]:
+        files = {img.get("id"): img.get("file_name") for img in data["images"]}
+        for ann in data["annotations"]:
+            file_name = files.get(ann.get("image_id"))
+            yield SourceRecord(
+                image=FileImage(str(image_dir / file_name)) if file_name else None,
+                caption=ann.get("caption"),
+                language=_language(ann, self.language),
+                image_id=id_string(ann.get("image_id")),
+                caption_id=f"coco-{ann['id']}" if ann.get("id") is not None else "",
+                split=split,
+            )
+
+    def _karpathy(self, path: Path, image_dir: Path, data: dict, split: str) -> Iterator[SourceRecord]:
+        for i, img in enumerate(data["images"]):
+            if _karpathy_split(path, i, img) != split:
+                continue
+            filename = img.get("filename")
+            image = FileImage(str(image_dir / img.get("filepath", "") / filename)) if filename else None
+            image_id = id_string(img["cocoid"] if "cocoid" in img else img.get("imgid"))
+            for sentence in img["sentences"]:
+                yield SourceRecord(
+                    image=image,
+                    caption=sentence.get("raw"),
+                    language=_language(sentence, self.language),
+                    image_id=image_id,
+                    caption_id=f"coco-{sentence['sentid']}" if sentence.get("sentid") is not None else "",
+                    split=split,
+                    meta={"karpathy_split": img["split"]},
+                )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "source": self.name,
+            "annotations": [str(p.resolve()) for p in self.annotations],
+            "images": [str(p.resolve()) for p in self.images],
+            "split": self.split,
+            "language": self.language,
+        }
+
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        parser.add_argument("--annotations", action="append", required=True, metavar="FILE",
+                            help="caption JSON, official COCO or Karpathy format (repeat for several files)")
+        parser.add_argument("--images", action="append", required=True, metavar="DIR",
+                            help="image folder that file_name is relative to (Karpathy: filepath/filename); "
+                                 "one for all files, or one per --annotations in the same order")
+        parser.add_argument("--split", metavar="NAME",
+                            help="split of official COCO files; without it, train, val or test from the file name")
+        parser.add_argument("--language", default="en", metavar="CODE",
+                            help="language of captions without their own language/lang field")
+
+    @classmethod
+    def from_args(cls, args) -> "CocoSource":
+        return cls(args.annotations, args.images, split=args.split, language=args.language)
