@@ -69,27 +69,13 @@ def _pack_options(args, default_samples_per_shard: int | None = None):
     return PackOptions(**kw)
 
 
-def _print_summary(summary: dict, out: Path) -> None:
-    print(f"\n{out}: {summary['totals']['written']} samples written, {summary['totals']['rejected']} rejected "
-          f"(of {summary['totals']['read']} read)")
-    print(f"{'split':<10}{'shards':>7}{'read':>9}{'written':>9}{'rejected':>9}  languages")
-    for split, s in summary["splits"].items():
-        langs = " ".join(f"{k}:{v}" for k, v in s["languages"].items())
-        print(f"{split:<10}{s['shards']:>7}{s['read']:>9}{s['written']:>9}{s['rejected']:>9}  {langs}")
-    if summary["totals"]["rejects"]:
-        print("rejects: " + ", ".join(f"{k}: {v}" for k, v in summary["totals"]["rejects"].items())
-              + f"  (every one in {out / 'rejects.parquet'})")
-    for e in summary.get("source_errors", []):
-        print(f"input problem in {e.get('split')}: {e['reason']}: {e['detail']}")
-
-
 def cmd_pack(args) -> int:
-    from .data.pack import pack
+    from .data.pack import pack, summary_table
 
     source = args.source_cls.from_args(args)
     default_shard = getattr(getattr(source, "spec", None), "samples_per_shard", None)
     summary = pack(source, args.out, _pack_options(args, default_shard))
-    _print_summary(summary, args.out)
+    print(summary_table(summary, args.out))
     return 0
 
 
@@ -254,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .data.pack import PackOptions, pack
+from .data.pack import PackOptions, pack, summary_table
 from .data.sources.world import WorldSource
 from .data.verify import verify_dataset
 
@@ -28,9 +28,7 @@ def run_demo(preset: str = "demo", shards_root: Path = Path("shards"), workers: 
         for s in report.bad_shards:
             print(f"FAIL {s.path}: {s.problems}")
         return 1
-    from .cli import _print_summary
-
-    _print_summary(summary, packed)
+    print(summary_table(summary, packed))
     print(f"verified {len(report.shards)} shards in {time.perf_counter() - t0:.1f}s; "
           f"look at samples with: dist-train shards inspect {packed} --split test -n 14")
     return 0

@@ -21,6 +21,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -288,6 +289,13 @@ def _rejects_path(out: Path, split: str, index: int | None) -> Path:
     return _state(out) / "rejects" / f"{name}.parquet"
 
 
+def _rejects_files(out: Path, split: str, with_temporary: bool = False) -> list[Path]:
+    """The reject tables of one split (split names may share a prefix: "test", "test-2017")."""
+    pattern = re.compile(rf"^{re.escape(split)}-(\d{{6}}|tail)\.parquet" + (r"(\.tmp-\d+)?$" if with_temporary else "$"))
+    folder = _state(out) / "rejects"
+    return sorted(p for p in folder.iterdir() if pattern.match(p.name)) if folder.is_dir() else []
+
+
 def _write_rejects(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_parquet(path, pa.Table.from_pylist(rows, schema=REJECTS_SCHEMA))
@@ -327,12 +335,10 @@ def _resume_point(out: Path, split: str, seen_keys: set[str]) -> tuple[int, int]
     removed = remove_stale_files(out / split, contiguous)
     if removed:
         log.info("%s: removed %d unfinished file(s) from an interrupted run", split, len(removed))
-    rejects_dir = _state(out) / "rejects"
-    if rejects_dir.is_dir():
-        keep = {_rejects_path(out, split, i).name for i in range(len(contiguous))}
-        for p in rejects_dir.glob(f"{split}-*.parquet*"):
-            if p.name not in keep:
-                p.unlink()
+    keep = {_rejects_path(out, split, i).name for i in range(len(contiguous))}
+    for p in _rejects_files(out, split, with_temporary=True):
+        if p.name not in keep:
+            p.unlink()
     resume_from = 0
     for i, tar in enumerate(contiguous):
         info = read_shard_info(manifest_path(tar))
@@ -350,7 +356,7 @@ def _pack_split(source: Source, split: str, out: Path, encoder: _Encoder, seen_k
     if done_path.exists():
         for tar in list_finished_shards(out, split):
             seen_keys.update(read_manifest(manifest_path(tar), ["key"]).column("key").to_pylist())
-        for rj in (_state(out) / "rejects").glob(f"{split}-*.parquet"):
+        for rj in _rejects_files(out, split):
             seen_keys.update(k for k in pq.read_table(rj, columns=["key"]).column("key").to_pylist() if k)
         log.info("%s: already packed, skipping", split)
         return
@@ -439,7 +445,7 @@ def pack(source: Source, out: str | Path, options: PackOptions | None = None) ->
 
 
 def _read_rejects(out: Path, splits: list[str]) -> pa.Table:
-    tables = [pq.read_table(p) for s in splits for p in sorted((_state(out) / "rejects").glob(f"{s}-*.parquet"))]
+    tables = [pq.read_table(p) for s in splits for p in _rejects_files(out, s)]
     if not tables:
         return REJECTS_SCHEMA.empty_table()
     return pa.concat_tables(tables).sort_by([("split", "ascending"), ("input_index", "ascending")])
@@ -493,3 +499,19 @@ def summarize(out: Path, splits: list[str], source: Source) -> dict[str, Any]:
         "totals": totals,
         "source_errors": source_errors,
     }
+
+
+def summary_table(summary: dict[str, Any], out: Path) -> str:
+    """The summary as people read it: totals, a row per split, rejects by reason."""
+    t = summary["totals"]
+    lines = [f"{out}: {t['written']} samples written, {t['rejected']} rejected (of {t['read']} read)",
+             f"{'split':<10}{'shards':>7}{'read':>9}{'written':>9}{'rejected':>9}  languages"]
+    for split, s in summary["splits"].items():
+        langs = " ".join(f"{k}:{v}" for k, v in s["languages"].items())
+        lines.append(f"{split:<10}{s['shards']:>7}{s['read']:>9}{s['written']:>9}{s['rejected']:>9}  {langs}")
+    if t["rejects"]:
+        lines.append("rejects: " + ", ".join(f"{k}: {v}" for k, v in t["rejects"].items())
+                     + f"  (every one in {Path(out) / 'rejects.parquet'})")
+    for e in summary.get("source_errors", []):
+        lines.append(f"input problem in {e.get('split')}: {e['reason']}: {e['detail']}")
+    return "\n".join(lines)

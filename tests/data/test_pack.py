@@ -219,6 +219,24 @@ def test_rerun_of_a_finished_dataset_does_nothing_and_other_settings_are_refused
         pack(ListSource({"train": records}, tag="other input"), out, PackOptions(workers=0, progress=False))
 
 
+def test_splits_whose_names_share_a_prefix_keep_their_own_rejects(tmp_path):
+    img = BytesImage(jpeg_bytes())
+    source = ListSource({
+        "test": [rec(0, img, split="test"), rec(1, img, caption="", split="test")],
+        "test-2017": [rec(2, img, caption="", split="test-2017"), rec(3, img, split="test-2017"),
+                      rec(4, img, caption=None, split="test-2017")],
+    })
+    options = PackOptions(workers=0, progress=False, max_samples_per_shard=1)
+    summary = pack(source, tmp_path / "out", options)
+    assert summary["splits"]["test"]["rejected"] == 1 and summary["splits"]["test-2017"]["rejected"] == 2
+    (tmp_path / "out" / "summary.json").unlink()
+    (tmp_path / "out" / "_pack" / "done" / "test-2017.json").unlink()  # as if killed while packing test-2017
+    summary = pack(source, tmp_path / "out", options)
+    assert summary["splits"]["test"]["rejected"] == 1 and summary["splits"]["test-2017"]["rejected"] == 2
+    assert rejects_by_id(tmp_path / "out") == {"cap1": "empty_caption", "cap2": "empty_caption", "cap4": "empty_caption"}
+    assert pq.read_table(tmp_path / "out" / "rejects.parquet").num_rows == 3
+
+
 def test_duplicate_ids_across_splits_are_rejected(tmp_path):
     img = BytesImage(jpeg_bytes())
     source = ListSource({"train": [rec(0, img), rec(1, img)], "test": [rec(1, img, split="test"), rec(2, img, split="test")]})
