@@ -389,7 +389,8 @@ def _pack_split(source: Source, split: str, out: Path, encoder: _Encoder, seen_k
                 caption_id=str(rec.caption_id), source=source.name, split=split, width=width, height=height,
                 provenance=rec.provenance, meta=rec.meta,
             )
-            size = sample_tar_bytes(sample.to_wds())
+            record = sample.to_wds()
+            size = sample_tar_bytes(record)
             if writer is not None and (
                 len(writer) >= options.max_samples_per_shard
                 or tar_file_bytes(writer.payload_bytes + size) > options.max_shard_bytes
@@ -399,7 +400,7 @@ def _pack_split(source: Source, split: str, out: Path, encoder: _Encoder, seen_k
                 bar.set_postfix(shards=shard_index, rejected=sum(rejects.warned.values()), refresh=False)
             if writer is None:
                 writer = ShardWriter(out, split, shard_index)
-            writer.write(sample, c.index)
+            writer.write(sample, c.index, record)
         if writer is not None:
             _commit(out, split, shard_index, writer, segment_start, position, rejects.take())
             writer = None
