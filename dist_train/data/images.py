@@ -87,8 +87,6 @@ def reencode(
     quality: int = DEFAULT_JPEG_QUALITY,
 ) -> tuple[bytes, int, int]:
     """Validate, decode, optionally shrink, and re-encode one image: (jpeg bytes, width, height)."""
-    img = image if isinstance(image, Image.Image) else decode(image, max_pixels)
-    if isinstance(image, Image.Image):
-        img = to_rgb(img)
+    img = to_rgb(image) if isinstance(image, Image.Image) else decode(image, max_pixels)
     img = resize_to_max_side(img, max_side)
     return encode_jpeg(img, quality), img.width, img.height

@@ -133,7 +133,7 @@ class _Checked:
     reject: tuple[str, str] | None = None
 
 
-def _check_record(index: int, rec: SourceRecord, seen_keys: set[str], split: str) -> _Checked:
+def _check_record(index: int, rec: SourceRecord, seen_keys: set[str]) -> _Checked:
     caption_id = "" if rec.caption_id is None else str(rec.caption_id)
     key = sample_key(caption_id) if caption_id else ""
     c = _Checked(index, rec, key)
@@ -253,7 +253,7 @@ class _RejectLog:
     def __init__(self, split: str):
         self.split = split
         self.rows: list[dict] = []
-        self.warned: collections.Counter = collections.Counter()
+        self.counts: collections.Counter = collections.Counter()  # per reason, whole split
 
     def add(self, c: _Checked, reason: str, detail: str) -> None:
         rec = c.record
@@ -269,10 +269,10 @@ class _RejectLog:
                 "detail": detail,
             }
         )
-        self.warned[reason] += 1
-        level = logging.WARNING if self.warned[reason] <= MAX_WARNINGS_PER_REASON else logging.DEBUG
+        self.counts[reason] += 1
+        level = logging.WARNING if self.counts[reason] <= MAX_WARNINGS_PER_REASON else logging.DEBUG
         log.log(level, "rejected %s #%d (caption id %r): %s: %s", self.split, c.index, rec.caption_id, reason, detail)
-        if self.warned[reason] == MAX_WARNINGS_PER_REASON + 1:
+        if self.counts[reason] == MAX_WARNINGS_PER_REASON + 1:
             log.warning("more records rejected for %s; all are listed in rejects.parquet", reason)
 
     def take(self) -> list[dict]:
@@ -323,6 +323,15 @@ def _check_config(out: Path, source: Source, options: PackOptions) -> None:
         atomic_write_json(path, wanted)
 
 
+def _load_seen_keys(seen_keys: set[str], manifests: list[Path], reject_tables: list[Path]) -> None:
+    """Keys of records an earlier run already handled (written or rejected): duplicates of them are
+    rejected after a resume exactly as in an uninterrupted run."""
+    for m in manifests:
+        seen_keys.update(read_manifest(m, ["key"]).column("key").to_pylist())
+    for rj in reject_tables:
+        seen_keys.update(k for k in pq.read_table(rj, columns=["key"]).column("key").to_pylist() if k)
+
+
 def _resume_point(out: Path, split: str, seen_keys: set[str]) -> tuple[int, int]:
     """Clean up after a crash; return (number of finished shards, input position to continue from)."""
     finished = list_finished_shards(out, split)
@@ -339,14 +348,9 @@ def _resume_point(out: Path, split: str, seen_keys: set[str]) -> tuple[int, int]
     for p in _rejects_files(out, split, with_temporary=True):
         if p.name not in keep:
             p.unlink()
-    resume_from = 0
-    for i, tar in enumerate(contiguous):
-        info = read_shard_info(manifest_path(tar))
-        resume_from = info.input_end
-        seen_keys.update(read_manifest(manifest_path(tar), ["key"]).column("key").to_pylist())
-        rj = _rejects_path(out, split, i)
-        if rj.exists():
-            seen_keys.update(k for k in pq.read_table(rj, columns=["key"]).column("key").to_pylist() if k)
+    manifests = [manifest_path(t) for t in contiguous]
+    _load_seen_keys(seen_keys, manifests, _rejects_files(out, split))
+    resume_from = read_shard_info(manifests[-1]).input_end if manifests else 0
     return len(contiguous), resume_from
 
 
@@ -354,10 +358,8 @@ def _pack_split(source: Source, split: str, out: Path, encoder: _Encoder, seen_k
     options = encoder.options
     done_path = _state(out) / "done" / f"{split}.json"
     if done_path.exists():
-        for tar in list_finished_shards(out, split):
-            seen_keys.update(read_manifest(manifest_path(tar), ["key"]).column("key").to_pylist())
-        for rj in _rejects_files(out, split):
-            seen_keys.update(k for k in pq.read_table(rj, columns=["key"]).column("key").to_pylist() if k)
+        _load_seen_keys(seen_keys, [manifest_path(t) for t in list_finished_shards(out, split)],
+                        _rejects_files(out, split))
         log.info("%s: already packed, skipping", split)
         return
     errors_before = len(source.source_errors())
@@ -368,7 +370,7 @@ def _pack_split(source: Source, split: str, out: Path, encoder: _Encoder, seen_k
     bar = tqdm(total=total, initial=resume_from, desc=f"pack {split}", unit="rec", disable=not options.progress,
                dynamic_ncols=True, mininterval=0.5)
     records = itertools.islice(source.records(split), resume_from, None)
-    checked = (_check_record(i, r, seen_keys, split) for i, r in enumerate(records, start=resume_from))
+    checked = (_check_record(i, r, seen_keys) for i, r in enumerate(records, start=resume_from))
     rejects = _RejectLog(split)
     writer: ShardWriter | None = None
     segment_start = resume_from
@@ -397,7 +399,7 @@ def _pack_split(source: Source, split: str, out: Path, encoder: _Encoder, seen_k
             ):
                 _commit(out, split, shard_index, writer, segment_start, c.index, rejects.take())
                 shard_index, segment_start, writer = shard_index + 1, c.index, None
-                bar.set_postfix(shards=shard_index, rejected=sum(rejects.warned.values()), refresh=False)
+                bar.set_postfix(shards=shard_index, rejected=sum(rejects.counts.values()), refresh=False)
             if writer is None:
                 writer = ShardWriter(out, split, shard_index)
             writer.write(sample, c.index, record)

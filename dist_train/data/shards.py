@@ -204,9 +204,8 @@ class ShardWriter:
     def __len__(self) -> int:
         return len(self._rows)
 
-    def write(self, sample: Sample, input_index: int, record: dict | None = None) -> None:
-        """Append `sample`; `record` is its `to_wds()` form when the caller already made it."""
-        record = record or sample.to_wds()
+    def write(self, sample: Sample, input_index: int, record: dict) -> None:
+        """Append `sample`; `record` is its `to_wds()` form (the caller needs its size first)."""
         self._writer.write(record)
         self.payload_bytes += sample_tar_bytes(record)
         self._rows.append(
