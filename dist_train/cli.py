@@ -152,6 +152,32 @@ def cmd_stats(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- preprocess
+
+
+def cmd_preprocess(args) -> int:
+    from .config import load_config
+    from .preprocess.config import PreprocessConfig, validate
+    from .preprocess.pipeline import preprocess, summary_table
+
+    overrides = list(args.overrides)
+    if args.ray_address:
+        overrides.append(f"ray.address={args.ray_address}")
+    cfg = load_config(PreprocessConfig, args.config, overrides, validate)
+    summary = preprocess(args.input, args.out, cfg, progress=not args.quiet)
+    print(summary_table(summary, args.out))
+    print(f"summary: {args.out / 'summary.json'}; rejected rows: {args.out / 'rejects.parquet'}")
+    return 0
+
+
+def cmd_translate_convert(args) -> int:
+    from .preprocess.translate import convert_model
+
+    out = convert_model(args.model, args.out, quantization=args.quantization, force=args.force)
+    print(f"converted {args.model} -> {out}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- demo
 
 
@@ -197,6 +223,33 @@ def build_parser() -> argparse.ArgumentParser:
         _add_pack_options(sp)
         sp.set_defaults(func=cmd_pack, source_cls=cls)
 
+    p = _parser(sub, "preprocess", "clean, tokenize, translate and featurize shards with Ray",
+                "dist-train preprocess --in shards/packed/world-tiny --out shards/world-tiny\n"
+                "  dist-train preprocess --in packed/coco --out data/coco --config configs/preprocess/default.yaml \\\n"
+                "      --ray-address auto translate.enabled=true translate.backend=ctranslate2 \\\n"
+                "      translate.model=/models/ct2/nllb-600M translate.augment_splits=[test] \\\n"
+                "      translate.augment_languages=[en,de,fr,ja] features.enabled=true features.weights=/models/resnet18.pth",
+                "A Ray Data pipeline from packed shards (dist-train pack) to training-ready shards of the same\n"
+                "layout: image validation and re-encoding, caption normalisation, the shared sentencepiece\n"
+                "vocabulary (OUT/spm.model), token ids, machine translation and image features, each stage\n"
+                "switchable in the config. Rerunning on the same --out skips everything already finished.")
+    p.add_argument("--in", dest="input", type=Path, required=True, help="packed dataset folder")
+    p.add_argument("--out", type=Path, required=True, help="output dataset folder")
+    p.add_argument("--config", type=Path, help="YAML settings (configs/preprocess/); defaults otherwise")
+    p.add_argument("--ray-address", help="join this Ray cluster (e.g. auto) instead of starting a local one")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override any config key, e.g. vocab.size=8000")
+    p.set_defaults(func=cmd_preprocess)
+
+    p = _parser(sub, "translate", "translation model helpers", "dist-train translate convert /models/opus-mt-en-de /models/ct2/opus-mt-en-de --quantization int8")
+    tr_sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sp = _parser(tr_sub, "convert", "convert a local transformers translation model for CTranslate2",
+                 "dist-train translate convert /models/nllb-200-distilled-600M /models/ct2/nllb-600M --quantization int8")
+    sp.add_argument("model", type=Path, help="local transformers model directory (MarianMT, M2M100, NLLB)")
+    sp.add_argument("out", type=Path, help="output directory for the CTranslate2 model")
+    sp.add_argument("--quantization", help="int8, int8_float32, float16, ... (default: keep the weights' type)")
+    sp.add_argument("--force", action="store_true", help="replace an existing output directory")
+    sp.set_defaults(func=cmd_translate_convert)
+
     p = _parser(sub, "shards", "verify, inspect and count packed shards", "dist-train shards verify shards/packed/world-tiny")
     shards_sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     sp = _parser(shards_sub, "verify", "check every shard against its manifest (exit 1 naming bad shards)",
@@ -230,10 +283,11 @@ def main(argv: list[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     from .data.pack import PackError
+    from .preprocess.pipeline import PreprocessError
 
     try:
         return args.func(args)
-    except (PackError, ValueError, FileNotFoundError) as e:
+    except (PackError, PreprocessError, ValueError, FileNotFoundError) as e:
         log.debug("error", exc_info=True)
         print(f"dist-train {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -7,6 +7,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Quiet, bounded Ray for tests (also inherited by the CLI subprocesses): no auth token under ~/.ray,
+# no usage reporting, and a pipeline that stops making progress fails instead of waiting 30 minutes.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_DATA_EXECUTION_NO_PROGRESS_TIMEOUT_S", "180")
+
 
 def run_cli(*args, check=True, **kw) -> subprocess.CompletedProcess:
     """Run the real `dist-train` console script."""

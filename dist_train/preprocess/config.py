@@ -1,0 +1,141 @@
+"""Settings of `dist-train preprocess`: one dataclass per stage, each stage switchable.
+
+The YAML files under `configs/preprocess/` override these defaults, and `key=value` on the command line
+overrides those. Resource settings (CPUs, GPUs, threads, concurrency) sit with the stage they size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from dist_train.config import ConfigError, require
+from dist_train.data.images import DEFAULT_JPEG_QUALITY, DEFAULT_MAX_PIXELS
+
+
+@dataclass
+class ImagesConfig:
+    enabled: bool = True  # validate, decode, resize and re-encode every image
+    max_side: Optional[int] = None  # longest side after resizing; None keeps the size
+    max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are rejected before decoding
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY
+
+
+@dataclass
+class CaptionsConfig:
+    normalize: bool = True  # Unicode NFC and collapsed whitespace
+
+
+@dataclass
+class VocabConfig:
+    enabled: bool = True  # train (or copy) the shared sentencepiece vocabulary to OUT/spm.model
+    model: Optional[str] = None  # an existing sentencepiece model to use instead of training one
+    size: int = 30000  # Globetrotter's; a soft limit, small corpora give smaller vocabularies
+    model_type: str = "bpe"
+    splits: list[str] = field(default_factory=lambda: ["train"])
+    # Languages are sampled with probability proportional to p ** (1 / temperature), p their share of
+    # the captions: 1 keeps the natural mix, larger values lift small languages toward uniform.
+    temperature: float = 2.0
+    max_sentences: int = 2_000_000  # sentences given to the trainer (after balancing)
+    character_coverage: float = 0.9995
+    seed: int = 0
+
+
+@dataclass
+class TokenizeConfig:
+    enabled: bool = True  # store the caption's token ids as `<key>.tokens.npy` (int32)
+
+
+@dataclass
+class TranslateConfig:
+    enabled: bool = False
+    backend: str = "hf"  # hf | ctranslate2 | world (the built-in benchmark's reference translator)
+    model: Optional[str] = None  # local model directory, or a template with {src} and {tgt}
+    compute_type: str = "default"  # CTranslate2: default | int8 | float16 | ...
+    batch_size: int = 32
+    num_beams: int = 1
+    max_length: int = 128
+    device: str = "cpu"
+    num_threads: Optional[int] = None  # intra-op threads per actor; defaults to ceil(num_cpus)
+    num_cpus: float = 0.5  # reserved per actor: leave CPUs for the read and write tasks
+    num_gpus: float = 0.0
+    concurrency: int = 1  # number of translator actors
+    # (a) and (b) of the papers: every image of these splits gets a caption in each of these
+    # languages, translated from one of its captions (preferring `source_languages` in order).
+    augment_splits: list[str] = field(default_factory=list)
+    augment_languages: list[str] = field(default_factory=list)
+    source_languages: list[str] = field(default_factory=list)
+    # (c): every caption of these splits carries its translations into these languages in
+    # `meta.translations`, for SMALR's cross-lingual consistency at test time.
+    query_splits: list[str] = field(default_factory=list)
+    query_languages: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FeaturesConfig:
+    enabled: bool = False  # store pooled ResNet features as `<key>.features.npy` (float16)
+    arch: str = "resnet18"
+    weights: Optional[str] = None  # local weight file; None gives a seeded random network (logged)
+    image_size: int = 224
+    resize: int = 256
+    crops: str = "ten"  # ten | five | center; features are averaged over the crops
+    batch_size: int = 64
+    device: str = "cpu"
+    num_threads: Optional[int] = None
+    num_cpus: float = 0.5
+    num_gpus: float = 0.0
+    concurrency: int = 1
+    seed: int = 0
+
+
+@dataclass
+class RayConfig:
+    address: Optional[str] = None  # join a running cluster ("auto", "ray://host:10001"); None starts a local one
+    num_cpus: Optional[int] = None  # local cluster only; default: the usable cores
+    object_store_memory: Optional[int] = None  # local cluster only, bytes
+    task_num_cpus: float = 1.0  # per read/clean and tokenize/write task
+
+
+@dataclass
+class PreprocessConfig:
+    images: ImagesConfig = field(default_factory=ImagesConfig)
+    captions: CaptionsConfig = field(default_factory=CaptionsConfig)
+    vocab: VocabConfig = field(default_factory=VocabConfig)
+    tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
+    translate: TranslateConfig = field(default_factory=TranslateConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+
+def validate(cfg: PreprocessConfig) -> None:
+    require(cfg.vocab.size > 0, "vocab.size", cfg.vocab.size, "must be positive")
+    require(cfg.vocab.model_type in ("bpe", "unigram"), "vocab.model_type", cfg.vocab.model_type, "use bpe or unigram")
+    require(cfg.vocab.temperature > 0, "vocab.temperature", cfg.vocab.temperature, "must be positive")
+    require(0 < cfg.vocab.character_coverage <= 1, "vocab.character_coverage", cfg.vocab.character_coverage,
+            "must be in (0, 1]")
+    require(cfg.images.max_side is None or cfg.images.max_side > 0, "images.max_side", cfg.images.max_side,
+            "must be positive or null")
+    require(1 <= cfg.images.jpeg_quality <= 95, "images.jpeg_quality", cfg.images.jpeg_quality, "must be 1-95")
+    require(not cfg.tokenize.enabled or cfg.vocab.enabled, "tokenize.enabled", cfg.tokenize.enabled,
+            "tokenization needs the vocabulary: set vocab.enabled=true (with vocab.model to reuse one)")
+    t = cfg.translate
+    require(t.backend in ("hf", "ctranslate2", "world"), "translate.backend", t.backend, "use hf, ctranslate2 or world")
+    if t.enabled:
+        require(t.backend == "world" or bool(t.model), "translate.model", t.model,
+                f"the {t.backend} backend needs a local model directory")
+        require(bool(t.augment_splits) or bool(t.query_splits), "translate.augment_splits", list(t.augment_splits),
+                "translation is enabled but no split is named in translate.augment_splits or translate.query_splits")
+        require(not t.augment_splits or bool(t.augment_languages), "translate.augment_languages",
+                list(t.augment_languages), "name the languages every image should have")
+        require(not t.query_splits or bool(t.query_languages), "translate.query_languages",
+                list(t.query_languages), "name the languages to translate queries into")
+    for name in ("translate", "features"):
+        stage = getattr(cfg, name)
+        require(stage.concurrency >= 1, f"{name}.concurrency", stage.concurrency, "must be at least 1")
+        require(stage.num_cpus >= 0 and stage.num_gpus >= 0, f"{name}.num_cpus", stage.num_cpus, "must be >= 0")
+    require(cfg.features.crops in ("ten", "five", "center"), "features.crops", cfg.features.crops,
+            "use ten, five or center")
+    require(cfg.ray.task_num_cpus > 0, "ray.task_num_cpus", cfg.ray.task_num_cpus, "must be positive")
+
+
+__all__ = ["PreprocessConfig", "validate", "ConfigError"]
