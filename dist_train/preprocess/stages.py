@@ -223,6 +223,8 @@ class FeatureStage:
         )
 
     def __call__(self, work: ShardWork) -> ShardWork:
+        from dist_train.preprocess.image_features import ImageDecodeError
+
         work.notes["features"] = self.extractor.describe()
         digests = [hashlib.sha1(row.sample.image).digest() for row in work.rows]
         unique: dict[bytes, int] = {}
@@ -231,10 +233,27 @@ class FeatureStage:
             if digest not in unique:
                 unique[digest] = len(images)
                 images.append(row.sample.image)
-        features = self.extractor(images) if images else np.zeros((0, self.extractor.feature_dim), np.float16)
+        bad: set[int] = set()
+        while True:  # images the image stage did not check (it can be switched off) may not decode
+            keep = [i for i in range(len(images)) if i not in bad]
+            try:
+                computed = self.extractor([images[i] for i in keep]) if keep else None
+                break
+            except ImageDecodeError as exc:
+                bad.add(keep[exc.index])
+        position = {i: n for n, i in enumerate(keep)}
+        kept = []
         for digest, row in zip(digests, work.rows):
-            row.features = features[unique[digest]]
-            work.stages.add("features", row.sample.language, "out")
+            index = unique[digest]
+            s = row.sample
+            if index in bad:
+                work.reject("features", "undecodable_image", "the feature network could not decode the image",
+                            key=s.key, caption_id=s.caption_id, language=s.language, input_index=row.input_index)
+                continue
+            row.features = computed[position[index]]
+            work.stages.add("features", s.language, "out")
+            kept.append(row)
+        work.rows = kept
         return work
 
 
