@@ -108,7 +108,8 @@ class PreprocessConfig:
 
 
 def validate(cfg: PreprocessConfig) -> None:
-    require(cfg.vocab.size > 0, "vocab.size", cfg.vocab.size, "must be positive")
+    require(cfg.vocab.size >= 300, "vocab.size", cfg.vocab.size,
+            "must be at least 300 (256 byte-fallback pieces, special tokens and some characters)")
     require(cfg.vocab.model_type in ("bpe", "unigram"), "vocab.model_type", cfg.vocab.model_type, "use bpe or unigram")
     require(cfg.vocab.temperature > 0, "vocab.temperature", cfg.vocab.temperature, "must be positive")
     require(0 < cfg.vocab.character_coverage <= 1, "vocab.character_coverage", cfg.vocab.character_coverage,

@@ -59,6 +59,9 @@ def ray_session(cfg: PreprocessConfig, progress: bool) -> Iterator[None]:
         else:
             from dist_train.data.pack import available_cpus
 
+            # "local" always starts a new Ray: a bare ray.init() would join whatever cluster a
+            # `ray start` on this machine left behind in /tmp/ray.
+            kwargs["address"] = "local"
             kwargs["num_cpus"] = cfg.ray.num_cpus or available_cpus()
             if cfg.ray.object_store_memory:
                 kwargs["object_store_memory"] = cfg.ray.object_store_memory

@@ -260,3 +260,16 @@ def test_feature_stage_stores_one_vector_per_image(ray_local, tiny_world, tmp_pa
         assert len(feats) == 14 and all(np.array_equal(f, feats[0]) for f in feats)
     distinct = {f[0].tobytes() for f in by_image.values()}
     assert len(distinct) == 24
+
+
+def test_feature_stage_rejects_an_undecodable_image_when_the_image_stage_is_off(ray_local, tiny_world, tmp_path):
+    src = _bad_input(tiny_world, tmp_path / "in")
+    cfg = _config("images.enabled=false", "features.enabled=true", "features.image_size=32", "features.resize=32",
+                  "features.crops=center", "vocab.enabled=false", "tokenize.enabled=false")
+    summary = preprocess(src, tmp_path / "out", cfg, progress=False)
+    s = summary["splits"]["train"]
+    assert s["rejects"] == {"empty_caption": 1, "undecodable_image": 1}
+    assert s["read"] == s["written"] + s["rejected"]
+    rejects = pq.read_table(tmp_path / "out" / "rejects.parquet").to_pylist()
+    assert {(r["stage"], r["reason"]) for r in rejects} == {("features", "undecodable_image"),
+                                                          ("captions", "empty_caption")}

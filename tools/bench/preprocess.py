@@ -68,7 +68,7 @@ def main() -> None:
         vocab = train_vocab(["a small corpus for a vocabulary", "eine kleine Sammlung"] * 50, 1000)
 
         t0 = time.perf_counter()
-        ray.init(num_cpus=available_cpus(), log_to_driver=False, include_dashboard=False)
+        ray.init(address="local", num_cpus=available_cpus(), log_to_driver=False, include_dashboard=False)
         ray_start = time.perf_counter() - t0
         from ray.data import DataContext
 
