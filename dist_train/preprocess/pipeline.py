@@ -307,7 +307,8 @@ def build_dataset(tasks: list[dict], out: Path, cfg: PreprocessConfig, vocab_pro
         stage = getattr(cfg, name)
         if stage.enabled:
             ds = ds.map_batches(actor, batch_size=1, fn_constructor_kwargs={"config": conf[name]},
-                                concurrency=stage.concurrency, num_cpus=stage.num_cpus, num_gpus=stage.num_gpus)
+                                compute=ray.data.ActorPoolStrategy(size=stage.concurrency),
+                                num_cpus=stage.num_cpus, num_gpus=stage.num_gpus)
     ds = ds.map(_write_row, fn_kwargs={"out": str(out), "vocab_proto": vocab_proto if cfg.tokenize.enabled else None},
                 num_cpus=cfg.ray.task_num_cpus)
     return ds

@@ -153,13 +153,12 @@ class TranslateStage:
 
     def __init__(self, config: dict[str, Any]):
         from dist_train.preprocess.translate import build_translator
+        from dist_train.preprocess.translate.factory import KEYS_BY_BACKEND
 
-        threads = config.get("num_threads") or max(1, math.ceil(config.get("num_cpus") or 1))
-        options = {k: config[k] for k in ("backend", "model", "compute_type", "batch_size", "device",
-                                           "num_beams") if k in config}
-        options["max_length"] = config.get("max_length", 128)
-        options["num_threads"] = threads
-        self.translator = build_translator(options)
+        options = dict(config)
+        options["num_threads"] = config.get("num_threads") or max(1, math.ceil(config.get("num_cpus") or 1))
+        applicable = KEYS_BY_BACKEND.get(config["backend"], set())
+        self.translator = build_translator({k: v for k, v in options.items() if k in applicable})
 
     def __call__(self, work: ShardWork) -> ShardWork:
         name = self.translator.name
