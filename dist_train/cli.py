@@ -178,6 +178,65 @@ def cmd_translate_convert(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- train
+
+
+def _world_preset(shards: Path) -> str | None:
+    """`shards/world-<preset>` names a built-in benchmark dataset that can be made on the spot."""
+    from .data.world.dataset import PRESETS
+
+    name = shards.name
+    if shards.parent.name == "shards" and name.startswith("world-") and name[len("world-"):] in PRESETS:
+        return name[len("world-"):]
+    return None
+
+
+def ensure_training_data(cfg) -> None:
+    """Pack and preprocess the built-in benchmark named by data.shards when it is not there yet."""
+    shards = Path(cfg.data.shards)
+    if (shards / "spm.model").is_file() and (shards / "summary.json").is_file():
+        return
+    preset = _world_preset(shards)
+    if preset is None or not cfg.data.prepare_world:
+        raise FileNotFoundError(f"data.shards: {shards} is not a preprocessed dataset (run dist-train preprocess)")
+    from .demo import prepare_world
+
+    log.info("%s is missing: packing and preprocessing the built-in benchmark (%s) first", shards, preset)
+    if prepare_world(preset, shards.parent, progress=False) is None:
+        raise RuntimeError(f"packing the built-in benchmark into {shards.parent} failed verification")
+
+
+def cmd_train(args) -> int:
+    import os
+    import subprocess
+
+    from .train.main import load_train_config
+
+    cfg = load_train_config(str(args.config) if args.config else None, list(args.overrides))
+    ensure_training_data(cfg)
+    already_launched = "RANK" in os.environ or "SLURM_PROCID" in os.environ
+    if args.nproc_per_node > 1 and not already_launched:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc_per_node}",
+               "-m", "dist_train.train.main", *(["--config", str(args.config)] if args.config else []),
+               *args.overrides]
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        return subprocess.call(cmd, env=env)
+    from .train.engine import train
+
+    result = train(cfg)
+    print(f"trained to step {result['step']}; checkpoints: {Path(cfg.out_dir) / 'checkpoints'}; "
+          f"TensorBoard: tensorboard --logdir {Path(cfg.out_dir) / 'tb'}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .train.export import export
+
+    out = export(args.checkpoints, args.out, tag=args.tag)
+    print(f"wrote {out / 'model.safetensors'} and {out / 'config.yaml'}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- demo
 
 
@@ -250,6 +309,28 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="replace an existing output directory")
     sp.set_defaults(func=cmd_translate_convert)
 
+    p = _parser(sub, "train", "train a model with DeepSpeed (ZeRO 0-3) on preprocessed shards",
+                "dist-train train --config configs/globetrotter-tiny.yaml out_dir=runs/tiny\n"
+                "  dist-train train --config configs/globetrotter-tiny.yaml --nproc-per-node 2 out_dir=runs/tiny2 \\\n"
+                "      deepspeed.zero_stage=3 objective.visual=0\n"
+                "  torchrun --nproc-per-node 8 -m dist_train.train.main --config configs/globetrotter.yaml out_dir=/runs/gt",
+                "Train the model named in the config on a dataset made by dist-train preprocess, with a DeepSpeed\n"
+                "engine built from the JSON in configs/deepspeed/. Checkpoints go to OUT_DIR/checkpoints/ and\n"
+                "TensorBoard logs to OUT_DIR/tb/; running the same command again resumes from the latest\n"
+                "complete checkpoint. Under torchrun, the deepspeed launcher or srun each process runs this\n"
+                "same code; --nproc-per-node starts local processes itself (gloo on CPU).")
+    p.add_argument("--config", type=Path, help="experiment config (configs/*.yaml)")
+    p.add_argument("--nproc-per-node", type=int, default=1, help="local processes to start (torchrun --standalone)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override any config key, e.g. out_dir=runs/x")
+    p.set_defaults(func=cmd_train)
+
+    p = _parser(sub, "export", "write a checkpoint's fp32 weights as safetensors with the model config",
+                "dist-train export runs/tiny/checkpoints runs/tiny/export")
+    p.add_argument("checkpoints", type=Path, help="the run's checkpoints folder")
+    p.add_argument("out", type=Path, help="output folder (model.safetensors, config.yaml, spm.model)")
+    p.add_argument("--tag", help="a checkpoint tag (default: the latest complete one)")
+    p.set_defaults(func=cmd_export)
+
     p = _parser(sub, "shards", "verify, inspect and count packed shards", "dist-train shards verify shards/packed/world-tiny")
     shards_sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     sp = _parser(shards_sub, "verify", "check every shard against its manifest (exit 1 naming bad shards)",
@@ -287,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (PackError, PreprocessError, ValueError, FileNotFoundError) as e:
+    except (PackError, PreprocessError, ValueError, FileNotFoundError, RuntimeError) as e:
         log.debug("error", exc_info=True)
         print(f"dist-train {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -12,6 +12,8 @@ Everything is a function of the spec and its seed.
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -106,6 +108,14 @@ def caption_in(meta: dict, language: str, template: int | None = None) -> str:
     captioned in `language`, with the same construction unless `template` is given."""
     said = Meaning.from_dict(meta["said"])
     return get_captioner(language).caption(said, meta["template"] if template is None else template)
+
+
+def translation_group(meta: dict) -> str:
+    """An id shared by all captions that say the same fact, whatever the language, construction or
+    side the relation is said from: the benchmark's ground truth of which captions translate each other."""
+    said = Meaning.from_dict(meta["said"])
+    forms = sorted(json.dumps(m.to_dict(), sort_keys=True) for m in (said, said.inverted()))
+    return forms[0]
 
 
 @dataclass

@@ -1,0 +1,101 @@
+"""Embedding a split's captions in batches, data-parallel over the ranks of a running process group.
+
+Every rank embeds an equal, contiguous share (the last share padded, so all ranks run the same
+number of forward passes, which ZeRO-3 needs); rank 0 gathers the rows. Without a process group the
+one process embeds everything.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from dist_train.data.shards import iter_shard, list_finished_shards
+from dist_train.models.text_batch import pad_tokens
+
+
+@dataclass
+class SplitCaptions:
+    keys: list[str]
+    tokens: list[np.ndarray]
+    languages: list[str]
+    groups: list[str]
+    image_ids: list[str]
+    metas: list[dict[str, Any]]
+
+
+@dataclass
+class TextEmbeddings:
+    embeddings: np.ndarray  # (N, D) float32
+    languages: list[str]
+    groups: list[str]
+    keys: list[str]
+
+
+def read_split_captions(root: str | Path, split: str, group_of: Callable[[dict], str] | None = None) -> SplitCaptions:
+    """Token ids and labels of every caption of a split, in shard order (images are not decoded)."""
+    if group_of is None:
+        from dist_train.train.data import caption_group as group_of  # noqa: N813
+    out = SplitCaptions([], [], [], [], [], [])
+    tars = list_finished_shards(Path(root), split)
+    if not tars:
+        raise FileNotFoundError(f"no finished shards for split {split!r} under {root}")
+    for tar in tars:
+        for raw in iter_shard(tar):
+            if "tokens.npy" not in raw:
+                raise ValueError(f"{tar}: samples have no token ids; run dist-train preprocess with tokenize on")
+            md = json.loads(raw["json"])
+            out.keys.append(raw["__key__"])
+            out.tokens.append(np.load(io.BytesIO(raw["tokens.npy"]), allow_pickle=False))
+            out.languages.append(md["language"])
+            out.groups.append(group_of(md))
+            out.image_ids.append(md["image_id"])
+            out.metas.append(md)
+    return out
+
+
+@torch.no_grad()
+def embed_tokens(forward: Callable[[torch.Tensor], torch.Tensor], tokens: list[np.ndarray], vocab: Any,
+                 max_tokens: int, batch_size: int) -> np.ndarray | None:
+    """Embeddings of all `tokens` on rank 0 (None elsewhere), each rank embedding its share."""
+    distributed = dist.is_available() and dist.is_initialized()
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    n = len(tokens)
+    share = -(-n // world)
+    mine = list(range(rank * share, min(n, (rank + 1) * share)))
+    steps = -(-share // batch_size)
+    rows: list[torch.Tensor] = []
+    for s in range(steps):
+        idx = mine[s * batch_size:(s + 1) * batch_size] or [n - 1]  # keep step counts equal across ranks
+        batch = pad_tokens([tokens[i] for i in idx], max_tokens, vocab.bos_id, vocab.eos_id, vocab.pad_id)
+        emb = forward(batch).float()
+        rows.append(emb[: len(mine[s * batch_size:(s + 1) * batch_size])])
+    local = torch.cat(rows) if rows else torch.zeros(0)
+    if not distributed or world == 1:
+        return local.cpu().numpy()
+    dim = torch.tensor([local.shape[1] if local.dim() == 2 and local.shape[0] else 0], device=local.device)
+    dist.all_reduce(dim, op=dist.ReduceOp.MAX)
+    padded = torch.zeros(share, int(dim.item()), device=local.device)
+    if local.shape[0]:
+        padded[: local.shape[0]] = local
+    gathered = [torch.zeros_like(padded) for _ in range(world)] if rank == 0 else None
+    dist.gather(padded, gathered, dst=0)
+    if rank != 0:
+        return None
+    return torch.cat(gathered)[:n].cpu().numpy()
+
+
+def embed_split_texts(forward: Callable[[torch.Tensor], torch.Tensor], root: str | Path, split: str, vocab: Any,
+                      max_tokens: int, batch_size: int) -> TextEmbeddings | None:
+    captions = read_split_captions(root, split)
+    emb = embed_tokens(forward, captions.tokens, vocab, max_tokens, batch_size)
+    if emb is None:
+        return None
+    return TextEmbeddings(emb, captions.languages, captions.groups, captions.keys)

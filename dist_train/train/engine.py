@@ -1,0 +1,235 @@
+"""The training loop: one DeepSpeed engine for every model of the project.
+
+Read top to bottom: set up the process group, the model (by name from the registry), the loader and
+the DeepSpeed engine; resume from the latest complete checkpoint if there is one; then step, log,
+checkpoint and evaluate until `max_steps`. Runs the same under torchrun, the deepspeed launcher, a
+SLURM task, or as one plain process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from dist_train.config import to_dict
+from dist_train.distributed.env import detect_env, init_distributed
+from dist_train.train import checkpoint as ckpt
+from dist_train.train.config import TrainConfig
+from dist_train.train.tensorboard import TensorBoardLogger
+
+log = logging.getLogger(__name__)
+
+
+class TrainError(RuntimeError):
+    """A training run that cannot start as configured; the message says why and what to do."""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def setup_process_group() -> tuple[int, int, torch.device]:
+    """Join (or, for one plain process, create) the process group; returns rank, world size, device."""
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    env = detect_env()
+    if env.is_distributed:
+        init_distributed(env=env)
+    elif not dist.is_initialized():  # one process: DeepSpeed still wants a process group
+        for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+                           "MASTER_PORT": str(_free_port())}.items():
+            os.environ.setdefault(key, value)
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", rank=0, world_size=1)
+    device = torch.device("cuda", env.local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def deepspeed_config(cfg: TrainConfig, total_steps: int, world_size: int) -> dict[str, Any]:
+    """The engine's JSON from configs/deepspeed plus what this experiment decides (batch, optimizer, schedule)."""
+    path = Path(cfg.deepspeed.config)
+    if not path.is_file():
+        raise TrainError(f"deepspeed.config: file not found: {path}")
+    ds = json.loads(path.read_text())
+    for key in ("optimizer", "scheduler", "train_batch_size", "train_micro_batch_size_per_gpu"):
+        if key in ds:
+            raise TrainError(f"{path} sets '{key}': batch sizes, optimizer and schedule belong to the experiment "
+                             "config (data.batch_size, optim.*); remove it from the DeepSpeed JSON")
+    if cfg.deepspeed.zero_stage is not None:
+        ds.setdefault("zero_optimization", {})["stage"] = cfg.deepspeed.zero_stage
+    if cfg.deepspeed.precision is not None:
+        ds["bf16"] = {"enabled": cfg.deepspeed.precision == "bf16"}
+        ds["fp16"] = {"enabled": cfg.deepspeed.precision == "fp16"}
+    if cfg.deepspeed.gradient_clipping is not None:
+        ds["gradient_clipping"] = cfg.deepspeed.gradient_clipping
+    ds["train_micro_batch_size_per_gpu"] = cfg.data.batch_size
+    ds["gradient_accumulation_steps"] = 1
+    ds["train_batch_size"] = cfg.data.batch_size * world_size
+    ds["optimizer"] = {"type": "AdamW", "params": {"lr": cfg.optim.lr, "betas": list(cfg.optim.betas),
+                                                   "eps": cfg.optim.eps, "weight_decay": cfg.optim.weight_decay}}
+    ds["scheduler"] = {"type": "WarmupCosineLR", "params": {
+        "total_num_steps": total_steps, "warmup_num_steps": min(cfg.optim.warmup_steps, max(total_steps - 1, 0)),
+        "warmup_min_ratio": 0.0, "cos_min_ratio": cfg.optim.min_lr_ratio, "warmup_type": "linear"}}
+    ds.setdefault("steps_per_print", 10**9)
+    return ds
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay on biases, norms and embeddings' position tables (the usual split)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "norm" in name or name.endswith(".bias") else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _memory_bytes(device: torch.device) -> float:
+    if device.type == "cuda":
+        return float(torch.cuda.max_memory_allocated(device))
+    import resource
+
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+
+
+def _mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str, float]:
+    if not values:
+        return {}
+    keys = sorted(values)
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    t /= dist.get_world_size()
+    return dict(zip(keys, t.tolist()))
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train (or resume) the run in `cfg.out_dir`; returns a small summary (on every rank)."""
+    import deepspeed
+
+    from dist_train.train.data import build_train_loader, dataset_vocab
+    from dist_train.train.objectives import build_objective
+
+    rank, world_size, device = setup_process_group()
+    out = Path(cfg.out_dir)
+    checkpoints = out / "checkpoints"
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(_yaml(to_dict(cfg)))
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+    vocab = dataset_vocab(cfg)
+    objective = build_objective(cfg, vocab)
+    model = objective.build_model()
+    if rank == 0:
+        config_of = getattr(model, "config_dict", None)
+        (out / "model.yaml").write_text(_yaml({"model": cfg.model, "config": config_of() if config_of else {}}))
+    loader = build_train_loader(cfg, vocab, rank, world_size)
+    steps_per_epoch = loader.steps_per_epoch
+    total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    ds_config = deepspeed_config(cfg, total_steps, world_size)
+    engine, _, _, scheduler = deepspeed.initialize(
+        model=model, model_parameters=parameter_groups(model, cfg.optim.weight_decay), config=ds_config)
+
+    step = 0
+    generator = torch.Generator(device="cpu").manual_seed(cfg.seed * 1000 + rank)  # augmentation and masking
+    resumed = ckpt.load(engine, checkpoints, world_size)
+    if resumed is not None:
+        client_state, rank_state = resumed
+        step = int(client_state["step"])
+        loader.load_state_dict(rank_state["loader"])
+        ckpt.set_rng_state(rank_state["rng"])
+        generator.set_state(rank_state["generator"])
+    tb = TensorBoardLogger(out / "tb", enabled=rank == 0)
+    if rank == 0:
+        log.info("training %s: %d steps (%d per epoch), %d processes x batch %d, ZeRO stage %s, from step %d",
+                 cfg.model, total_steps, steps_per_epoch, world_size, cfg.data.batch_size,
+                 ds_config.get("zero_optimization", {}).get("stage", 0), step)
+
+    def save() -> None:
+        ckpt.save(engine, checkpoints, step,
+                  client_state={"step": step, "epoch": loader.epoch, "world_size": world_size},
+                  rank_state={"loader": loader.state_dict(), "rng": ckpt.rng_state(),
+                              "generator": generator.get_state()},
+                  keep_last=cfg.checkpoint.keep_last)
+
+    engine.train()
+    window = {"data": 0.0, "compute": 0.0, "samples": 0, "steps": 0}
+    sums: dict[str, float] = {}
+    last_saved = step
+    t_data = time.perf_counter()
+    batches = iter(loader)
+    while step < total_steps:
+        batch = next(batches)
+        t_compute = time.perf_counter()
+        window["data"] += t_compute - t_data
+        loss, metrics = objective.loss(engine, batch, generator, device, step)
+        engine.backward(loss)
+        engine.step()
+        step += 1
+        window["compute"] += time.perf_counter() - t_compute
+        window["samples"] += len(batch["keys"])
+        window["steps"] += 1
+        for k, v in metrics.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+        if step % cfg.log.every_steps == 0 or step == total_steps:
+            _log_window(tb, engine, scheduler, sums, window, batch, step, device, world_size)
+            sums = {}
+            window = {"data": 0.0, "compute": 0.0, "samples": 0, "steps": 0}
+        if cfg.eval.every_steps and step % cfg.eval.every_steps == 0 and step != total_steps:
+            objective.evaluate(engine, cfg, tb, step, device)
+        if step % cfg.checkpoint.every_steps == 0 or step == total_steps:
+            save()
+            last_saved = step
+        t_data = time.perf_counter()
+    if last_saved != step:
+        save()
+    result = objective.evaluate(engine, cfg, tb, step, device) if step == total_steps else {}
+    tb.close()
+    if rank == 0:
+        log.info("finished at step %d; checkpoints in %s, TensorBoard logs in %s", step, checkpoints, out / "tb")
+    return {"step": step, "total_steps": total_steps, "eval": result}
+
+
+def _log_window(tb: TensorBoardLogger, engine, scheduler, sums, window, batch, step, device, world_size) -> None:
+    n = max(1, window["steps"])
+    per_rank = window["samples"] / max(window["data"] + window["compute"], 1e-9)
+    values = {f"loss/{k}": v / n for k, v in sums.items() if not k.startswith("stat/")}
+    values.update({k: v / n for k, v in sums.items() if k.startswith("stat/")})
+    values.update({
+        "perf/samples_per_s_rank": per_rank,
+        "perf/data_wait_s": window["data"] / n,
+        "perf/compute_s": window["compute"] / n,
+        "perf/memory_bytes": _memory_bytes(device),
+        "data/corrupt_samples": batch["stats"].get("corrupt_samples", 0),
+        "data/corrupt_shards": batch["stats"].get("corrupt_shards", 0),
+        "data/repeated_samples": batch["stats"].get("repeated", 0),
+    })
+    values = _mean_over_ranks(values, device)
+    values["perf/samples_per_s_global"] = values["perf/samples_per_s_rank"] * world_size
+    values["train/lr"] = scheduler.get_last_lr()[0] if scheduler is not None else 0.0
+    grad_norm = engine.get_global_grad_norm()
+    if grad_norm is not None:
+        values["train/grad_norm"] = float(grad_norm)
+    tb.scalars(values, step)
+    tb.flush()
+    if dist.get_rank() == 0:
+        log.info("step %d: %s", step, ", ".join(f"{k.split('/', 1)[1]} {v:.4g}" for k, v in values.items()
+                                                  if k.startswith("loss/")))
+
+
+def _yaml(obj: dict) -> str:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(OmegaConf.create(obj))

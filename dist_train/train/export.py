@@ -1,0 +1,71 @@
+"""`dist-train export`: fp32 weights of a DeepSpeed checkpoint as safetensors, plus the model config,
+loadable without DeepSpeed for evaluation and inference."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+
+
+def export(checkpoints: str | Path, out: str | Path, tag: str | None = None) -> Path:
+    import os
+
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+    from safetensors.torch import save_file
+
+    from dist_train.train.checkpoint import latest_tag
+
+    checkpoints, out = Path(checkpoints), Path(out)
+    tag = tag or latest_tag(checkpoints)
+    if tag is None:
+        raise FileNotFoundError(f"no complete checkpoint under {checkpoints} (no 'latest' pointer)")
+    run_config, model_config = checkpoints.parent / "config.yaml", checkpoints.parent / "model.yaml"
+    for path in (run_config, model_config):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: export reads the run's files next to checkpoints/")
+    run = yaml.safe_load(run_config.read_text())
+    model = yaml.safe_load(model_config.read_text())
+    state = get_fp32_state_dict_from_zero_checkpoint(str(checkpoints), tag=tag)
+    # tied tensors (the cloze head shares the word embeddings) must be stored once
+    seen: dict[int, str] = {}
+    tensors = {}
+    for name, tensor in state.items():
+        ptr = tensor.data_ptr()
+        if ptr in seen and tensor.numel():
+            continue
+        seen[ptr] = name
+        tensors[name] = tensor.contiguous().float()
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "model.safetensors.tmp"
+    save_file(tensors, str(tmp), metadata={"checkpoint": str(checkpoints / tag)})
+    tmp.replace(out / "model.safetensors")
+    vocab = Path(run["data"]["shards"]) / "spm.model"
+    if vocab.is_file():
+        shutil.copyfile(vocab, out / "spm.model")
+    config = {"model": model["model"], "model_config": model["config"], "objective": run.get("objective", {}),
+              "data": {"max_tokens": run["data"]["max_tokens"], "image_size": run["data"]["image_size"]},
+              "checkpoint": str(checkpoints / tag), "vocab": "spm.model"}
+    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return out
+
+
+def load_exported(path: str | Path):
+    """The model of an export folder, in eval mode, without DeepSpeed."""
+    from safetensors.torch import load_file
+
+    from dist_train.models.registry import build_model
+
+    path = Path(path)
+    config = yaml.safe_load((path / "config.yaml").read_text())
+    model = build_model(config["model"], config["model_config"])
+    state = load_file(str(path / "model.safetensors"))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = {name for name, p in model.named_parameters(remove_duplicate=False)} - {
+        name for name, p in model.named_parameters()}
+    if unexpected or set(missing) - tied:
+        raise ValueError(f"{path}: weights do not fit the model: missing {sorted(set(missing) - tied)}, "
+                         f"unexpected {sorted(unexpected)}")
+    return model.eval(), config

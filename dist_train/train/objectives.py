@@ -1,0 +1,185 @@
+"""Training objectives: what one step computes for a model, and how the run evaluates it.
+
+An objective builds its model from the registry, turns a loader batch into the model's inputs on the
+training device (augmentation and masking happen here, batched), combines the losses of
+`dist_train.losses`, and evaluates with `dist_train.eval`. The engine knows none of these details.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from dist_train.config import ConfigError
+from dist_train.losses import cloze_loss, cross_modal_loss, simclr_loss, transitive_loss
+from dist_train.models.registry import build_model
+from dist_train.models.text_batch import IGNORE_INDEX, mask_for_cloze
+from dist_train.train.config import TrainConfig
+from dist_train.train.data import Vocab
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GlobetrotterObjectiveConfig:
+    """Loss weights (0 switches a loss off: the paper's ablations), temperatures and forms."""
+
+    cross_modal: float = 1.0  # L_x
+    visual: float = 1.0  # L_v
+    transitive: float = 1.0  # L_t
+    cloze: float = 1.0  # L_c
+    temperature: float = 0.1
+    margin: float = 0.4  # m of the transitive loss
+    loss_form: str = "paper"  # paper | code: the form of L_x and L_v
+    alpha_form: str = "paper"  # paper (cube root) | code
+    supervised: bool = False  # baseline: alpha = 1 for captions that translate each other
+    text_only: bool = False  # baseline: no images, no image losses (only L_c remains)
+    p_predict: float = 1 / 6
+    p_corrupt: float = 0.2
+
+
+def _objective_config(raw: dict[str, Any]) -> GlobetrotterObjectiveConfig:
+    known = {f.name for f in fields(GlobetrotterObjectiveConfig)}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"config key 'objective.{key}' is not a setting of the globetrotter objective "
+                              f"(known: {', '.join(sorted(known))})")
+    cfg = GlobetrotterObjectiveConfig(**raw)
+    for key in ("loss_form", "alpha_form"):
+        if getattr(cfg, key) not in ("paper", "code"):
+            raise ConfigError(f"config key 'objective.{key}' = {getattr(cfg, key)!r}: use paper or code")
+    return cfg
+
+
+class GlobetrotterObjective:
+    def __init__(self, cfg: TrainConfig, vocab: Vocab):
+        self.run = cfg
+        self.vocab = vocab
+        self.cfg = _objective_config(dict(cfg.objective))
+        if self.cfg.text_only:
+            self.cfg.cross_modal = self.cfg.visual = 0.0
+            if not self.cfg.supervised:
+                self.cfg.transitive = 0.0
+        self.last_alpha: torch.Tensor | None = None
+
+    def build_model(self) -> torch.nn.Module:
+        model_cfg = {"vocab_size": self.vocab.size, "pad_id": self.vocab.pad_id, "bos_id": self.vocab.bos_id,
+                     "eos_id": self.vocab.eos_id, "mask_id": self.vocab.mask_id,
+                     "max_length": self.run.data.max_tokens, "text_only": self.cfg.text_only,
+                     **dict(self.run.model_config)}
+        try:
+            return build_model(self.run.model, model_cfg)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"model_config: {exc}") from None
+
+    @property
+    def uses_images(self) -> bool:
+        c = self.cfg
+        return not c.text_only and (c.cross_modal > 0 or c.visual > 0 or (c.transitive > 0 and not c.supervised))
+
+    def loss(self, engine, batch: dict, generator: torch.Generator, device: torch.device, step: int):
+        from dist_train.models.augment import AugmentConfig, augment_batch
+
+        c = self.cfg
+        tokens = batch["tokens"]
+        cloze = mask_for_cloze(tokens, self.vocab.mask_id, self.vocab.size,
+                               (self.vocab.pad_id, self.vocab.bos_id, self.vocab.eos_id, self.vocab.mask_id),
+                               generator, p_predict=c.p_predict, p_corrupt=c.p_corrupt)
+        inputs = cloze.inputs.to(device)
+        labels = cloze.labels.to(device)
+        images = None
+        if self.uses_images:
+            pixels = batch["images"].to(device)
+            augment = AugmentConfig(size=self.run.data.image_size)
+            images = torch.cat([augment_batch(pixels, generator, augment), augment_batch(pixels, generator, augment)])
+        out = engine(tokens=inputs, images=images, cloze_positions=labels != IGNORE_INDEX)
+        n = tokens.shape[0]
+        terms: dict[str, torch.Tensor] = {}
+        metrics: dict[str, float] = {}
+        if images is not None:
+            image_cross = torch.stack([out["image_cross"][:n], out["image_cross"][n:]], dim=1)
+            image_visual = out["image_visual"]
+            if c.cross_modal > 0:
+                terms["cross_modal"] = cross_modal_loss(out["text_cross"], image_cross, temperature=c.temperature,
+                                                        form=c.loss_form)
+            if c.visual > 0:
+                terms["visual"] = simclr_loss(image_visual[:n], image_visual[n:], temperature=c.temperature,
+                                              form=c.loss_form)
+        if c.transitive > 0:
+            if c.supervised:
+                result = transitive_loss(out["text_text"], group_ids=batch["groups"].to(device),
+                                         temperature=c.temperature, margin=c.margin, form=c.alpha_form)
+            else:
+                x = (out["image_cross"][:n] * out["text_cross"]).sum(-1).detach()
+                result = transitive_loss(out["text_text"], out["image_visual"][:n], image_text_sim=x,
+                                         temperature=c.temperature, margin=c.margin, form=c.alpha_form)
+            terms["transitive"] = result.loss
+            metrics["stat/alpha_positive_fraction"] = float(result.positive_fraction)
+            metrics["stat/alpha_mean_positive"] = float(result.mean_positive_alpha)
+            self.last_alpha = result.alpha.detach().flatten().cpu()
+        if c.cloze > 0:
+            terms["cloze"] = cloze_loss(out["cloze_logits"], labels[labels != IGNORE_INDEX])
+        weights = {"cross_modal": c.cross_modal, "visual": c.visual, "transitive": c.transitive, "cloze": c.cloze}
+        total = sum(weights[k] * v for k, v in terms.items())
+        metrics.update({k: float(v.detach()) for k, v in terms.items()})
+        metrics["total"] = float(total.detach())
+        return total, metrics
+
+    # --- evaluation --------------------------------------------------------------------------------------------
+
+    def evaluate(self, engine, cfg: TrainConfig, tb, step: int, device: torch.device) -> dict[str, Any]:
+        """Sentence translation by retrieval on the evaluation split, logged to TensorBoard by rank 0."""
+        from dist_train.eval.embed import embed_split_texts
+        from dist_train.eval.report import save_pair_heatmap
+        from dist_train.eval.retrieval import sentence_translation
+
+        was_training = engine.training
+        engine.eval()
+        try:
+            texts = embed_split_texts(lambda tokens: engine(tokens=tokens.to(device))["text_text"],
+                                      cfg.data.shards, cfg.eval.split, self.vocab, cfg.data.max_tokens,
+                                      cfg.eval.batch_size)
+        finally:
+            engine.train(was_training)
+        if texts is None:  # not rank 0
+            return {}
+        result = sentence_translation(texts.embeddings, texts.groups, texts.languages)
+        metrics = result.to_metrics()
+        overall = metrics["retrieved_positives"]
+        values = {"eval/sentence_translation": overall["value"], "eval/sentence_translation_chance": overall["chance"]}
+        pairs = metrics["by_language_pair"]
+        for i, a in enumerate(pairs["languages"]):
+            row = [v for v in pairs["value"][i] if v is not None]
+            if row:
+                values[f"eval/sentence_translation_from/{a}"] = sum(row) / len(row)
+        tb.scalars(values, step)
+        heatmap = Path(cfg.out_dir) / "eval" / f"sentence_translation_step{step:08d}.png"
+        save_pair_heatmap(pairs["value"], pairs["languages"], heatmap,
+                          title=f"sentence translation, step {step}", chance=overall["chance"])
+        tb.image("eval/sentence_translation_pairs", heatmap, step)
+        if self.last_alpha is not None and self.last_alpha.numel():
+            tb.histogram("eval/alpha", self.last_alpha.numpy(), step)
+        n = min(cfg.log.projector_sentences, len(texts.languages))
+        if n:
+            tb.embedding("test_sentences", texts.embeddings[:n], [f"{l}" for l in texts.languages[:n]], step)
+        tb.flush()
+        log.info("step %d: sentence translation %.2f (chance %.2f)", step, overall["value"], overall["chance"])
+        return {"sentence_translation": overall}
+
+
+OBJECTIVES = {"globetrotter": GlobetrotterObjective}
+
+
+def build_objective(cfg: TrainConfig, vocab: Vocab):
+    if cfg.model not in OBJECTIVES:
+        raise ConfigError(f"config key 'model' = {cfg.model!r}: no training objective for it "
+                          f"(known: {', '.join(sorted(OBJECTIVES))})")
+    return OBJECTIVES[cfg.model](cfg, vocab)
+
+
+__all__ = ["build_objective", "GlobetrotterObjective", "GlobetrotterObjectiveConfig", "asdict", "dist"]
