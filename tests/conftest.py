@@ -30,3 +30,12 @@ def tiny_world(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("world") / "world-tiny"
     run_cli("-q", "pack", "world", "--preset", "tiny", "--out", out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_preprocessed(tiny_world, tmp_path_factory) -> Path:
+    """The tiny benchmark preprocessed once through the real CLI (read-only for tests)."""
+    out = tmp_path_factory.mktemp("pre") / "world-tiny"
+    run_cli("-q", "preprocess", "--in", tiny_world, "--out", out, "ray.object_store_memory=300000000",
+            env={**os.environ, "RAY_ADDRESS": ""})
+    return out

@@ -123,26 +123,32 @@ class ShardStream(IterableDataset):
             offset += shard.num_samples
         return pieces
 
-    def _raw_samples(self, epoch: int, logical_worker: int, stats: dict) -> Iterator[dict]:
-        """The worker's raw samples, endlessly: its range (or resampled shards), then again to fill up."""
-        rng = self._rng(epoch, self.rank, logical_worker, 1)
+    def _raw_samples(self, epoch: int, logical_worker: int, stats: dict, rng: random.Random) -> Iterator[dict]:
+        """The worker's samples, endlessly, shuffled: its range, then its range again to fill up (each
+        pass shuffled on its own, so no sample repeats before the range is used up); or, resampled,
+        shards drawn with replacement through one continuous buffer."""
+        draw = self._rng(epoch, self.rank, logical_worker, 1)
+        if self.resampled:
+            def shards() -> Iterator[dict]:
+                while True:
+                    shard = draw.choice(self.shards)
+                    yield from self._read_piece(shard.path, 0, shard.num_samples, stats, False, draw)
+            yield from self._shuffled(shards(), rng)
+            return
         lap = 0
         while True:
-            if self.resampled:
-                shard = rng.choice(self.shards)
-                pieces = [(shard.path, 0, shard.num_samples)]
-            else:
-                pieces = self._worker_ranges(epoch, logical_worker)
             n = 0
-            for path, first, end in pieces:
-                for raw in self._read_piece(path, first, end, stats, repeat=lap > 0, rng=rng):
-                    n += 1
-                    yield raw
-            if n == 0 and not self.resampled:
+            for raw in self._shuffled(self._pass(epoch, logical_worker, stats, lap > 0, draw), rng):
+                n += 1
+                yield raw
+            if n == 0:
                 raise RuntimeError(f"no readable sample in this worker's part of {self.split} (epoch {epoch}); "
                                    f"see the warnings about corrupt shards under {self.root}")
-            if not self.resampled:
-                lap += 1
+            lap += 1
+
+    def _pass(self, epoch: int, logical_worker: int, stats: dict, repeat: bool, draw: random.Random):
+        for path, first, end in self._worker_ranges(epoch, logical_worker):
+            yield from self._read_piece(path, first, end, stats, repeat, draw)
 
     def _read_piece(self, path: str, first: int, end: int, stats: dict, repeat: bool, rng: random.Random):
         try:
@@ -195,7 +201,7 @@ class ShardStream(IterableDataset):
         rng = self._rng(epoch, self.rank, logical_worker, 2)
         samples: list[dict] = []
         produced = 0
-        for raw in self._shuffled(self._raw_samples(epoch, logical_worker, stats), rng):
+        for raw in self._raw_samples(epoch, logical_worker, stats, rng):
             sample = self._decode(raw)
             if sample is None:
                 stats["corrupt_samples"] += 1
