@@ -208,7 +208,6 @@ def ensure_training_data(cfg) -> None:
 
 def cmd_train(args) -> int:
     import os
-    import subprocess
 
     from .train.main import load_train_config
 
@@ -220,7 +219,10 @@ def cmd_train(args) -> int:
                "-m", "dist_train.train.main", *(["--config", str(args.config)] if args.config else []),
                *args.overrides]
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-        return subprocess.call(cmd, env=env)
+        # Become torchrun, so that signals (Ctrl-C, SLURM's SIGTERM) reach it and it stops the workers.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, cmd, env)
     from .train.engine import train
 
     result = train(cfg)

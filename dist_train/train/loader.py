@@ -296,7 +296,10 @@ class TrainLoader:
         """Batches from the current position to the end of training (epochs roll over)."""
         while True:
             self.stream.epoch, self.stream.consumed = self.epoch, self.consumed
-            loader = DataLoader(self.stream, batch_size=None, num_workers=self.num_workers,
+            # Its own generator: creating a DataLoader iterator must not draw from the global RNG (a
+            # resumed run creates one mid-epoch, and dropout would then see other random numbers).
+            seeds = torch.Generator().manual_seed(self.stream.seed * 100003 + self.epoch)
+            loader = DataLoader(self.stream, batch_size=None, num_workers=self.num_workers, generator=seeds,
                                 persistent_workers=False, prefetch_factor=2 if self.num_workers else None)
             for batch in loader:
                 self.consumed += 1

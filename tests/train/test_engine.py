@@ -1,0 +1,158 @@
+"""The DeepSpeed engine with 2 real processes (gloo on CPU): training, checkpoints, exact resume after a
+kill, ZeRO-3, TensorBoard read back with TensorBoard's own reader, export."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.conftest import REPO, run_cli
+
+STEPS = 12
+
+
+def _args(data: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "train", "--config", REPO / "configs" / "globetrotter-tiny.yaml", "--nproc-per-node", "2",
+        f"out_dir={out}", f"data.shards={data}", f"deepspeed.config={REPO / 'configs' / 'deepspeed' / 'zero2.json'}",
+        "model_config.hidden=32", "model_config.layers=1", "model_config.heads=2", "model_config.intermediate=64",
+        "model_config.embed_dim=32", "data.image_size=32", "data.batch_size=8", "data.num_workers=1",
+        "log.every_steps=2", "checkpoint.every_steps=4", f"max_steps={STEPS}", "epochs=null", "optim.warmup_steps=2",
+        "eval.batch_size=64", "log.projector_sentences=50", *extra,
+    ]
+
+
+def _train(data: Path, out: Path, *extra: str, check: bool = True):
+    return run_cli(*_args(data, out, *extra), check=check, timeout=600)
+
+
+def _events(out: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (events,) = sorted((out / "tb").glob("events.out.tfevents.*"))[:1]
+    acc = EventAccumulator(str(events), size_guidance={"scalars": 0, "images": 0, "histograms": 0})
+    acc.Reload()
+    return acc
+
+
+def _weights(out: Path) -> dict[str, torch.Tensor]:
+    run_cli("export", out / "checkpoints", out / "export")
+    return load_file(str(out / "export" / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def zero2_run(tiny_preprocessed, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("zero2") / "run"
+    _train(tiny_preprocessed, out)
+    return out
+
+
+def test_two_process_zero2_run_checkpoints_logs_and_learns(zero2_run):
+    out = zero2_run
+    checkpoints = out / "checkpoints"
+    assert (checkpoints / "latest").read_text() == f"step{STEPS:08d}"
+    assert sorted(p.name for p in checkpoints.iterdir() if p.is_dir()) == ["step00000008", "step00000012"]  # keep 2
+    assert sorted(p.name for p in (checkpoints / "step00000012").glob("rank_*.pt")) == ["rank_00000.pt",
+                                                                                      "rank_00001.pt"]
+    acc = _events(out)
+    tags = set(acc.Tags()["scalars"])
+    for tag in ("loss/total", "loss/cross_modal", "loss/visual", "loss/transitive", "loss/cloze", "train/lr",
+                "train/grad_norm", "perf/samples_per_s_global", "perf/samples_per_s_rank", "perf/data_wait_s",
+                "perf/compute_s", "perf/memory_bytes", "stat/alpha_positive_fraction",
+                "eval/sentence_translation", "eval/sentence_translation_chance"):
+        assert tag in tags, tag
+    steps = [e.step for e in acc.Scalars("loss/total")]
+    assert steps == list(range(2, STEPS + 1, 2))
+    lr = [e.value for e in acc.Scalars("train/lr")]
+    assert lr[0] > lr[-1] >= 0  # warm-up then cosine decay to the end
+    cloze = [e.value for e in acc.Scalars("loss/cloze")]
+    assert cloze[-1] < cloze[0]  # the language model learns within a few steps
+    assert acc.Scalars("eval/sentence_translation_chance")[0].value == pytest.approx(13 / 335 * 100, rel=1e-3)
+    assert "eval/sentence_translation_pairs" in acc.Tags()["images"]
+    assert "eval/alpha" in acc.Tags()["histograms"]
+    assert (out / "tb" / "projector_config.pbtxt").is_file()
+
+
+def test_export_gives_weights_loadable_without_deepspeed(zero2_run):
+    weights = _weights(zero2_run)
+    from dist_train.train.export import load_exported
+
+    model, config = load_exported(zero2_run / "export")
+    assert config["model"] == "globetrotter"
+    state = model.state_dict()
+    for name, tensor in weights.items():
+        assert torch.equal(state[name], tensor), name
+    tokens = torch.tensor([[2, 10, 11, 3], [2, 12, 3, 0]])
+    emb = model.encode_text(tokens)["text_text"]
+    assert torch.allclose(emb.norm(dim=1), torch.ones(2), atol=1e-5)
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tiny_preprocessed, zero2_run, tmp_path):
+    out = tmp_path / "killed"
+    exe = Path(sys.executable).with_name("dist-train")
+    proc = subprocess.Popen([str(exe), *map(str, _args(tiny_preprocessed, out))], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    latest = out / "checkpoints" / "latest"
+    deadline = time.time() + 400
+    while not (latest.exists() and latest.read_text() == "step00000004") and proc.poll() is None:
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.2)
+    # a crash: every process of the run dies at once (torchrun's workers run in their own sessions)
+    import psutil
+
+    tree = psutil.Process(proc.pid)
+    for p in [tree, *tree.children(recursive=True)]:
+        try:
+            p.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait()
+    psutil.wait_procs(tree.children(recursive=True) if tree.is_running() else [], timeout=10)
+    assert latest.read_text() in ("step00000004", "step00000008")
+    assert not (out / "checkpoints" / f"step{STEPS:08d}").exists()
+    resumed = _train(tiny_preprocessed, out)
+    assert re.search(r"resumed from \S+step0000000[48]", resumed.stderr), resumed.stderr
+    reference, again = _weights(zero2_run), _weights(out)
+    assert reference.keys() == again.keys()
+    different = [name for name in reference if not torch.equal(reference[name], again[name])]
+    assert not different
+
+
+def test_zero3_trains_and_resumes_from_its_checkpoint(tiny_preprocessed, tmp_path):
+    out = tmp_path / "zero3"
+    _train(tiny_preprocessed, out, "deepspeed.zero_stage=3", "max_steps=8")
+    assert (out / "checkpoints" / "latest").read_text() == "step00000008"
+    more = _train(tiny_preprocessed, out, "deepspeed.zero_stage=3", "max_steps=12")
+    assert re.search(r"resumed from \S+step00000008", more.stderr), more.stderr
+    assert (out / "checkpoints" / "latest").read_text() == "step00000012"
+    weights = _weights(out)
+    assert all(torch.isfinite(t).all() for t in weights.values())
+
+
+def test_resume_with_another_process_count_says_what_to_do(zero2_run, tiny_preprocessed, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(zero2_run, out)
+    args = [a for a in _args(tiny_preprocessed, out, "max_steps=16") if a not in ("--nproc-per-node", "2")]
+    proc = run_cli(*args, check=False, timeout=300)
+    assert proc.returncode != 0
+    assert "written by 2 processes and this run has 1" in proc.stderr and "ds_to_universal" in proc.stderr
+
+
+def test_bad_config_key_is_named_before_anything_starts(tiny_preprocessed, tmp_path):
+    proc = run_cli("train", "--config", REPO / "configs" / "globetrotter-tiny.yaml", f"out_dir={tmp_path}",
+                   "optim.lr=fast", check=False)
+    assert proc.returncode == 2 and "optim.lr" in proc.stderr and "fast" in proc.stderr
+    proc = run_cli("train", "--config", REPO / "configs" / "globetrotter-tiny.yaml", f"out_dir={tmp_path}",
+                   "data.batch_sise=3", check=False)
+    assert proc.returncode == 2 and "data.batch_sise" in proc.stderr
