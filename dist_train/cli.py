@@ -239,13 +239,24 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from .eval.run import evaluate, summary_line
+
+    metrics = evaluate(args.checkpoint, args.shards, args.out, split=args.split, batch_size=args.batch_size,
+                       human_languages=args.human_languages.split(",") if args.human_languages else None)
+    print(summary_line(metrics))
+    print(f"wrote {args.out / 'metrics.json'}, {args.out / 'report.md'} and {args.out / 'sentence_translation_pairs.png'}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- demo
 
 
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    return run_demo(preset=args.preset, shards_root=args.shards_root, workers=args.workers, progress=not args.quiet)
+    return run_demo(preset=args.preset, shards_root=args.shards_root, workers=args.workers, progress=not args.quiet,
+                    runs_root=args.runs_root, processes=args.processes)
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -266,9 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = _parser(sub, "demo", "run the main job on the built-in benchmark", "dist-train demo --preset tiny",
-                "Pack the built-in multilingual benchmark into shards/ and report what was written.")
+                "The whole pipeline on the built-in multilingual benchmark: pack it into shards/packed/, preprocess\n"
+                "it with Ray into shards/, train Globetrotter with DeepSpeed ZeRO-2 on local processes into runs/,\n"
+                "and evaluate it. Each step resumes or is skipped when its output is already there.")
     p.add_argument("--preset", default="demo", help="built-in benchmark size: tiny, demo or large")
     p.add_argument("--shards-root", type=Path, default=Path("shards"), help="where datasets are written")
+    p.add_argument("--runs-root", type=Path, default=Path("runs"), help="where training runs are written")
+    p.add_argument("--processes", type=int, default=2, help="training processes (gloo on CPU)")
     p.add_argument("--workers", type=int, help="image encoding processes (default: all cores)")
     p.set_defaults(func=cmd_demo)
 
@@ -332,6 +347,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", type=Path, help="output folder (model.safetensors, config.yaml, spm.model)")
     p.add_argument("--tag", help="a checkpoint tag (default: the latest complete one)")
     p.set_defaults(func=cmd_export)
+
+    p = _parser(sub, "eval", "measure a trained model: translation by retrieval, cross-modal recall",
+                "dist-train eval --checkpoint runs/tiny/checkpoints --shards shards/world-tiny --out runs/tiny/eval",
+                "Evaluate a checkpoint folder (DeepSpeed, the latest complete checkpoint) or an exported model on\n"
+                "the test split of a preprocessed dataset: sentence translation by retrieval (overall, per\n"
+                "language pair and over pairs of languages that share no script) and image-text recall per\n"
+                "language, each figure beside its chance level. Writes OUT/metrics.json, OUT/report.md and\n"
+                "the language-pair heatmap.")
+    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoints folder, one step folder, or export")
+    p.add_argument("--shards", type=Path, required=True, help="preprocessed dataset folder")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--split", default="test", help="split to evaluate")
+    p.add_argument("--batch-size", type=int, default=128, help="sentences or images per forward pass")
+    p.add_argument("--human-languages", help="comma-separated languages with human captions (SMALR's HA average)")
+    p.set_defaults(func=cmd_eval)
 
     p = _parser(sub, "shards", "verify, inspect and count packed shards", "dist-train shards verify shards/packed/world-tiny")
     shards_sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -6,6 +6,8 @@ is what users run.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,12 +19,55 @@ from .preprocess.config import PreprocessConfig, validate
 from .preprocess.pipeline import preprocess
 from .preprocess.pipeline import summary_table as preprocess_table
 
-STEPS = 2
+STEPS = 4
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def run_demo(preset: str = "demo", shards_root: Path = Path("shards"), workers: int | None = None,
-             progress: bool = True) -> int:
-    return 0 if prepare_world(preset, shards_root, workers, progress, verbose=True) is not None else 1
+             progress: bool = True, runs_root: Path = Path("runs"), processes: int = 2) -> int:
+    ready = prepare_world(preset, shards_root, workers, progress, verbose=True)
+    if ready is None:
+        return 1
+    config = CONFIGS / f"globetrotter-{preset}.yaml"
+    if not config.is_file():
+        print(f"no training config {config} for the {preset} preset: stopping after preprocessing")
+        return 0
+    run = Path(runs_root) / f"globetrotter-{preset}"
+    print(f"\n[3/{STEPS}] train Globetrotter with DeepSpeed ZeRO-2 on {processes} local processes into {run}")
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-m", "dist_train.cli", *([] if progress else ["-q"]), "train", "--config", str(config),
+           "--nproc-per-node", str(processes), f"out_dir={run}", f"data.shards={ready}",
+           f"deepspeed.config={CONFIGS / 'deepspeed' / 'zero2.json'}", "deepspeed.zero_stage=2"]
+    if subprocess.call(cmd) != 0:
+        print("training failed; rerun the demo to resume from the last checkpoint")
+        return 1
+    print(f"trained in {time.perf_counter() - t0:.0f}s")
+
+    print(f"\n[4/{STEPS}] evaluate on the test split ({ready / 'test'})")
+    from .eval.run import evaluate, summary_line
+
+    metrics = evaluate(run / "checkpoints", ready, run / "eval")
+    print(results_table(metrics))
+    print(summary_line(metrics))
+    print(f"report: {run / 'eval' / 'report.md'}; TensorBoard: tensorboard --logdir {run / 'tb'}")
+    return 0
+
+
+def results_table(metrics: dict) -> str:
+    """Sentence translation from each language (mean over targets) beside chance, and the totals."""
+    st = metrics["sentence_translation"]
+    pairs = st["by_language_pair"]
+    lines = [f"{'query language':<16} {'translation %':>14} {'chance %':>9}"]
+    for i, lang in enumerate(pairs["languages"]):
+        values = [v for v in pairs["value"][i] if v is not None]
+        chances = [c for c in pairs["chance"][i] if c is not None]
+        if values:
+            lines.append(f"{lang:<16} {sum(values) / len(values):>14.1f} {sum(chances) / len(chances):>9.1f}")
+    overall, disjoint = st["retrieved_positives"], st["disjoint_script_pairs"]
+    lines.append(f"{'all pairs':<16} {overall['value']:>14.1f} {overall['chance']:>9.1f}")
+    if disjoint["value"] is not None:
+        lines.append(f"{'disjoint scripts':<16} {disjoint['value']:>14.1f} {disjoint['chance']:>9.1f}")
+    return "\n".join(lines)
 
 
 def prepare_world(preset: str, shards_root: Path = Path("shards"), workers: int | None = None,

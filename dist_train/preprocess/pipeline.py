@@ -109,12 +109,14 @@ def _input_shards(in_dir: Path) -> dict[str, list[Path]]:
 
 def _check_state(in_dir: Path, out: Path, cfg: PreprocessConfig) -> None:
     """A rerun must use the same input and settings, or finished shards would mix two recipes."""
-    settings = {"input": str(in_dir.resolve()), "config": _recipe(cfg)}
+    settings = {"input": _fingerprint(in_dir), "config": _recipe(cfg)}
     path = state_dir(out) / "config.json"
     if path.exists():
         previous = json.loads(path.read_text())
         if previous != settings:
             changed = _diff(previous, settings)
+            if previous.get("input") != settings["input"]:
+                changed.insert(0, "the input shards differ")
             raise PreprocessError(
                 f"{out} was written from other input or settings ({'; '.join(changed[:5])}); "
                 "use another --out, or delete it to start again"
@@ -122,6 +124,17 @@ def _check_state(in_dir: Path, out: Path, cfg: PreprocessConfig) -> None:
         return
     state_dir(out).mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, settings)
+
+
+def _fingerprint(in_dir: Path) -> str:
+    """The input's identity: its shards' names and checksums (so a moved or copied input still matches)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for split, tars in sorted(_input_shards(in_dir).items()):
+        for tar in tars:
+            digest.update(f"{split}/{tar.name}:{read_shard_info(manifest_path(tar)).sha256};".encode())
+    return digest.hexdigest()
 
 
 def _recipe(cfg: PreprocessConfig) -> dict[str, Any]:
