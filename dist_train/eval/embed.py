@@ -62,21 +62,20 @@ def read_split_captions(root: str | Path, split: str, group_of: Callable[[dict],
 
 
 @torch.no_grad()
-def embed_tokens(forward: Callable[[torch.Tensor], torch.Tensor], tokens: list[np.ndarray], vocab: Any,
-                 max_tokens: int, batch_size: int) -> np.ndarray | None:
-    """Embeddings of all `tokens` on rank 0 (None elsewhere), each rank embedding its share."""
+def embed_batches(forward: Callable[[Any], torch.Tensor], n: int, make_batch: Callable[[list[int]], Any],
+                  batch_size: int) -> np.ndarray | None:
+    """Embeddings of items 0..n-1 on rank 0 (None elsewhere): each rank embeds an equal share, built
+    by `make_batch(indices)`; the last batches are padded so every rank runs as many forward passes."""
     distributed = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    n = len(tokens)
     share = -(-n // world)
     mine = list(range(rank * share, min(n, (rank + 1) * share)))
     steps = -(-share // batch_size)
     rows: list[torch.Tensor] = []
     for s in range(steps):
-        idx = mine[s * batch_size:(s + 1) * batch_size] or [n - 1]  # keep step counts equal across ranks
-        batch = pad_tokens([tokens[i] for i in idx], max_tokens, vocab.bos_id, vocab.eos_id, vocab.pad_id)
-        emb = forward(batch).float()
-        rows.append(emb[: len(mine[s * batch_size:(s + 1) * batch_size])])
+        chunk = mine[s * batch_size:(s + 1) * batch_size]
+        emb = forward(make_batch(chunk or [n - 1])).float()  # keep step counts equal across ranks
+        rows.append(emb[: len(chunk)])
     local = torch.cat(rows) if rows else torch.zeros(0)
     if not distributed or world == 1:
         return local.cpu().numpy()
@@ -90,6 +89,35 @@ def embed_tokens(forward: Callable[[torch.Tensor], torch.Tensor], tokens: list[n
     if rank != 0:
         return None
     return torch.cat(gathered)[:n].cpu().numpy()
+
+
+def embed_tokens(forward: Callable[[torch.Tensor], torch.Tensor], tokens: list[np.ndarray], vocab: Any,
+                 max_tokens: int, batch_size: int) -> np.ndarray | None:
+    """Caption embeddings (rank 0 gets them all; see `embed_batches`)."""
+    return embed_batches(forward, len(tokens), lambda idx: pad_tokens([tokens[i] for i in idx], max_tokens,
+                                                                       vocab.bos_id, vocab.eos_id, vocab.pad_id),
+                         batch_size)
+
+
+def read_split_images(root: str | Path, split: str, image_ids: list[str], size: int) -> torch.Tensor:
+    """The split's images in the order of `image_ids`, resized and centre-cropped to `size`, normalised."""
+    from PIL import Image
+
+    from dist_train.models.augment import eval_transform
+
+    wanted = {image_id: i for i, image_id in enumerate(image_ids)}
+    pixels: list[torch.Tensor | None] = [None] * len(image_ids)
+    for tar in list_finished_shards(Path(root), split):
+        for raw in iter_shard(tar):
+            i = wanted.get(json.loads(raw["json"])["image_id"])
+            if i is None or pixels[i] is not None:
+                continue
+            image = Image.open(io.BytesIO(raw["jpg"])).convert("RGB")
+            pixels[i] = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+    missing = [image_ids[i] for i, p in enumerate(pixels) if p is None]
+    if missing:
+        raise ValueError(f"{split}: no image found for {len(missing)} image ids (first: {missing[0]})")
+    return torch.cat([eval_transform(p[None], size=size) for p in pixels])
 
 
 def embed_split_texts(forward: Callable[[torch.Tensor], torch.Tensor], root: str | Path, split: str, vocab: Any,

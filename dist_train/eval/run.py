@@ -8,7 +8,6 @@ same metric functions during training.
 from __future__ import annotations
 
 import collections
-import io
 import json
 import logging
 import unicodedata
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 import yaml
 
-from dist_train.eval.embed import embed_tokens, read_split_captions
+from dist_train.eval.embed import embed_batches, embed_tokens, read_split_captions, read_split_images
 from dist_train.eval.report import save_pair_heatmap, write_markdown_report
 from dist_train.eval.retrieval import cross_modal_recall, sentence_translation
 
@@ -59,26 +58,6 @@ def scripts_of(captions: list[str]) -> set[str]:
     return {script for script, n in counts.items() if n >= 0.05 * total}  # ignore stray foreign letters
 
 
-def _decode_images(root: Path, split: str, image_ids: list[str], size: int) -> torch.Tensor:
-    from PIL import Image
-
-    from dist_train.data.shards import iter_shard, list_finished_shards
-    from dist_train.models.augment import eval_transform
-
-    wanted = {image_id: i for i, image_id in enumerate(image_ids)}
-    pixels: list[torch.Tensor | None] = [None] * len(image_ids)
-    for tar in list_finished_shards(root, split):
-        for raw in iter_shard(tar):
-            md = json.loads(raw["json"])
-            i = wanted.get(md["image_id"])
-            if i is None or pixels[i] is not None:
-                continue
-            image = Image.open(io.BytesIO(raw["jpg"])).convert("RGB")
-            pixels[i] = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
-    batch = [eval_transform(p[None], size=size)[0] for p in pixels]
-    return torch.stack(batch)
-
-
 def evaluate(checkpoint: str | Path, shards: str | Path, out: str | Path, split: str = "test",
              batch_size: int = 128, human_languages: list[str] | None = None) -> dict[str, Any]:
     model, config = load_model(checkpoint)
@@ -100,9 +79,9 @@ def evaluate(checkpoint: str | Path, shards: str | Path, out: str | Path, split:
         if getattr(model, "has_images", False):
             image_ids = sorted(set(captions.image_ids))
             index = {image_id: i for i, image_id in enumerate(image_ids)}
-            images = _decode_images(root, split, image_ids, image_size)
-            image_emb = torch.cat([model.encode_image(images[i:i + batch_size])["image_cross"]
-                                   for i in range(0, len(images), batch_size)]).numpy()
+            images = read_split_images(root, split, image_ids, image_size)
+            image_emb = embed_batches(lambda x: model.encode_image(x)["image_cross"], len(images),
+                                      lambda idx: images[idx], batch_size)
             text_cross = embed_tokens(lambda t: model.encode_text(t)["text_cross"], captions.tokens, vocab,
                                       max_tokens, batch_size)
             cross = cross_modal_recall(image_emb, text_cross, [index[i] for i in captions.image_ids],

@@ -138,12 +138,29 @@ class GlobetrotterObjective:
         from dist_train.eval.report import save_pair_heatmap
         from dist_train.eval.retrieval import sentence_translation
 
+        from dist_train.eval.embed import embed_batches, embed_tokens, read_split_captions, read_split_images
+        from dist_train.eval.retrieval import cross_modal_recall
+
         was_training = engine.training
         engine.eval()
+        cross = None
         try:
             texts = embed_split_texts(lambda tokens: engine(tokens=tokens.to(device))["text_text"],
                                       cfg.data.shards, cfg.eval.split, self.vocab, cfg.data.max_tokens,
                                       cfg.eval.batch_size)
+            if not self.cfg.text_only:  # image-text retrieval per language
+                captions = read_split_captions(cfg.data.shards, cfg.eval.split)
+                image_ids = sorted(set(captions.image_ids))
+                images = read_split_images(cfg.data.shards, cfg.eval.split, image_ids, cfg.data.image_size)
+                model = engine.module
+                image_emb = embed_batches(lambda x: model.encode_image(x.to(device))["image_cross"], len(images),
+                                          lambda idx: images[idx], cfg.eval.batch_size)
+                text_emb = embed_tokens(lambda t: model.encode_text(t.to(device))["text_cross"], captions.tokens,
+                                        self.vocab, cfg.data.max_tokens, cfg.eval.batch_size)
+                if image_emb is not None:
+                    index = {image_id: i for i, image_id in enumerate(image_ids)}
+                    cross = cross_modal_recall(image_emb, text_emb, [index[i] for i in captions.image_ids],
+                                               captions.languages)
         finally:
             engine.train(was_training)
         if texts is None:  # not rank 0
@@ -152,6 +169,11 @@ class GlobetrotterObjective:
         metrics = result.to_metrics()
         overall = metrics["retrieved_positives"]
         values = {"eval/sentence_translation": overall["value"], "eval/sentence_translation_chance": overall["chance"]}
+        if cross is not None:
+            values["eval/cross_modal_mean_recall"] = cross.average_mean_recall
+            values["eval/cross_modal_mean_recall_chance"] = cross.average_mean_recall_chance
+            for lang, recall in cross.per_language.items():
+                values[f"eval/cross_modal_mean_recall/{lang}"] = recall.mean_recall
         pairs = metrics["by_language_pair"]
         for i, a in enumerate(pairs["languages"]):
             row = [v for v in pairs["value"][i] if v is not None]

@@ -68,7 +68,8 @@ def test_two_process_zero2_run_checkpoints_logs_and_learns(zero2_run):
     for tag in ("loss/total", "loss/cross_modal", "loss/visual", "loss/transitive", "loss/cloze", "train/lr",
                 "train/grad_norm", "perf/samples_per_s_global", "perf/samples_per_s_rank", "perf/data_wait_s",
                 "perf/compute_s", "perf/memory_bytes", "stat/alpha_positive_fraction",
-                "eval/sentence_translation", "eval/sentence_translation_chance"):
+                "eval/sentence_translation", "eval/sentence_translation_chance", "eval/cross_modal_mean_recall",
+                "eval/cross_modal_mean_recall/ja", "eval/sentence_translation_from/ar"):
         assert tag in tags, tag
     steps = [e.step for e in acc.Scalars("loss/total")]
     assert steps == list(range(2, STEPS + 1, 2))
@@ -156,3 +157,30 @@ def test_bad_config_key_is_named_before_anything_starts(tiny_preprocessed, tmp_p
     proc = run_cli("train", "--config", REPO / "configs" / "globetrotter-tiny.yaml", f"out_dir={tmp_path}",
                    "data.batch_sise=3", check=False)
     assert proc.returncode == 2 and "data.batch_sise" in proc.stderr
+
+
+@pytest.mark.parametrize("source", ["checkpoints", "export"])
+def test_eval_cli_writes_metrics_beside_chance_report_and_heatmap(zero2_run, tiny_preprocessed, tmp_path, source):
+    import json
+
+    from PIL import Image
+
+    if source == "export" and not (zero2_run / "export").exists():
+        _weights(zero2_run)
+    out = tmp_path / "eval"
+    proc = run_cli("eval", "--checkpoint", zero2_run / source, "--shards", tiny_preprocessed, "--out", out)
+    assert "sentence translation" in proc.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    st = metrics["sentence_translation"]
+    assert st["num_queries"] == 336 and st["num_positives"] == 336 * 13
+    assert set(st["retrieved_positives"]) == {"value", "chance"}
+    assert st["retrieved_positives"]["chance"] == pytest.approx(13 / 335 * 100, rel=1e-3)
+    assert st["disjoint_script_pairs"]["pairs"] > 0  # e.g. ja-ru, ar-el: no script in common
+    assert len(st["by_language_pair"]["languages"]) == 14
+    cm = metrics["cross_modal"]
+    assert set(cm["per_language"]) == set(st["by_language_pair"]["languages"])
+    assert set(cm["per_language"]["en"]["image_to_text"]["R@1"]) == {"value", "chance"}
+    assert cm["average_mean_recall"]["chance"] > 0
+    report = (out / "report.md").read_text()
+    assert "chance" in report and "sentence_translation_pairs.png" in report
+    assert Image.open(out / "sentence_translation_pairs.png").size[0] > 100
