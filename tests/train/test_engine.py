@@ -132,6 +132,8 @@ def test_zero3_trains_and_resumes_from_its_checkpoint(tiny_preprocessed, tmp_pat
     out = tmp_path / "zero3"
     _train(tiny_preprocessed, out, "deepspeed.zero_stage=3", "max_steps=8")
     assert (out / "checkpoints" / "latest").read_text() == "step00000008"
+    cloze = [e.value for e in _events(out).Scalars("loss/cloze")]
+    assert len(cloze) == 4 and cloze[-1] < cloze[0]
     more = _train(tiny_preprocessed, out, "deepspeed.zero_stage=3", "max_steps=12")
     assert re.search(r"resumed from \S+step00000008", more.stderr), more.stderr
     assert (out / "checkpoints" / "latest").read_text() == "step00000012"
