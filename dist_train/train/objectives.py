@@ -97,7 +97,10 @@ class GlobetrotterObjective:
             pixels = batch["images"].to(device)
             augment = AugmentConfig(size=self.run.data.image_size)
             images = torch.cat([augment_batch(pixels, generator, augment), augment_batch(pixels, generator, augment)])
+        if images is not None:
+            images = images.to(_float_dtype(engine))  # bf16 / fp16 engines hold their weights in that type
         out = engine(tokens=inputs, images=images, cloze_positions=labels != IGNORE_INDEX)
+        out = {k: v.float() if v.is_floating_point() else v for k, v in out.items()}  # losses in fp32
         n = tokens.shape[0]
         terms: dict[str, torch.Tensor] = {}
         metrics: dict[str, float] = {}
@@ -153,7 +156,8 @@ class GlobetrotterObjective:
                 image_ids = sorted(set(captions.image_ids))
                 images = read_split_images(cfg.data.shards, cfg.eval.split, image_ids, cfg.data.image_size)
                 model = engine.module
-                image_emb = embed_batches(lambda x: model.encode_image(x.to(device))["image_cross"], len(images),
+                dtype = _float_dtype(engine)
+                image_emb = embed_batches(lambda x: model.encode_image(x.to(device, dtype))["image_cross"], len(images),
                                           lambda idx: images[idx], cfg.eval.batch_size)
                 text_emb = embed_tokens(lambda t: model.encode_text(t.to(device))["text_cross"], captions.tokens,
                                         self.vocab, cfg.data.max_tokens, cfg.eval.batch_size)
@@ -192,6 +196,10 @@ class GlobetrotterObjective:
         tb.flush()
         log.info("step %d: sentence translation %.2f (chance %.2f)", step, overall["value"], overall["chance"])
         return {"sentence_translation": overall}
+
+
+def _float_dtype(engine) -> torch.dtype:
+    return next(p.dtype for p in engine.parameters() if p.is_floating_point())
 
 
 OBJECTIVES = {"globetrotter": GlobetrotterObjective}
