@@ -243,9 +243,13 @@ def cmd_eval(args) -> int:
     from .eval.run import evaluate, summary_line
 
     metrics = evaluate(args.checkpoint, args.shards, args.out, split=args.split, batch_size=args.batch_size,
-                       human_languages=args.human_languages.split(",") if args.human_languages else None)
+                       human_languages=args.human_languages.split(",") if args.human_languages else None,
+                       word_translation=not args.no_word_translation, csls=args.csls,
+                       word_representation=args.word_representation, word_alignment=args.word_alignment)
     print(summary_line(metrics))
-    print(f"wrote {args.out / 'metrics.json'}, {args.out / 'report.md'} and {args.out / 'sentence_translation_pairs.png'}")
+    heatmaps = [args.out / name for name in ("sentence_translation_pairs.png", "word_translation_pairs.png")
+                if (args.out / name).is_file()]
+    print(f"wrote {args.out / 'metrics.json'}, {args.out / 'report.md'} and {', '.join(map(str, heatmaps))}")
     return 0
 
 
@@ -348,19 +352,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", help="a checkpoint tag (default: the latest complete one)")
     p.set_defaults(func=cmd_export)
 
-    p = _parser(sub, "eval", "measure a trained model: translation by retrieval, cross-modal recall",
+    p = _parser(sub, "eval", "measure a trained model: translation by retrieval, word translation, cross-modal recall",
                 "dist-train eval --checkpoint runs/tiny/checkpoints --shards shards/world-tiny --out runs/tiny/eval",
                 "Evaluate a checkpoint folder (DeepSpeed, the latest complete checkpoint) or an exported model on\n"
                 "the test split of a preprocessed dataset: sentence translation by retrieval (overall, per\n"
-                "language pair and over pairs of languages that share no script) and image-text recall per\n"
-                "language, each figure beside its chance level. Writes OUT/metrics.json, OUT/report.md and\n"
-                "the language-pair heatmap.")
+                "language pair and over pairs of languages that share no script), word translation recall@10\n"
+                "before and after Procrustes alignment, and image-text recall per language (with CLC-A/CLC-C\n"
+                "when the captions carry translated queries), each figure beside its chance level. Writes\n"
+                "OUT/metrics.json, OUT/report.md and the language-pair heatmaps.")
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoints folder, one step folder, or export")
     p.add_argument("--shards", type=Path, required=True, help="preprocessed dataset folder")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--split", default="test", help="split to evaluate")
     p.add_argument("--batch-size", type=int, default=128, help="sentences or images per forward pass")
     p.add_argument("--human-languages", help="comma-separated languages with human captions (SMALR's HA average)")
+    p.add_argument("--csls", action="store_true", help="word translation: CSLS instead of cosine (retrieval and anchors)")
+    p.add_argument("--word-representation", choices=("input", "contextual"), default="input",
+                   help="word translation: input word embeddings (the paper's) or averaged hidden states")
+    p.add_argument("--word-alignment", choices=("generalized", "pairwise"), default="generalized",
+                   help="word translation: multi-language generalised Procrustes or one map per language pair")
+    p.add_argument("--no-word-translation", action="store_true",
+                   help="skip word translation (generalised Procrustes grows with languages x hidden size)")
     p.set_defaults(func=cmd_eval)
 
     p = _parser(sub, "shards", "verify, inspect and count packed shards", "dist-train shards verify shards/packed/world-tiny")

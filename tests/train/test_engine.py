@@ -186,3 +186,18 @@ def test_eval_cli_writes_metrics_beside_chance_report_and_heatmap(zero2_run, tin
     report = (out / "report.md").read_text()
     assert "chance" in report and "sentence_translation_pairs.png" in report
     assert Image.open(out / "sentence_translation_pairs.png").size[0] > 100
+
+
+def test_eval_writes_tensorboard_summaries_at_the_checkpoint_step(zero2_run, tiny_preprocessed, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "eval"
+    run_cli("eval", "--checkpoint", zero2_run / "checkpoints", "--shards", tiny_preprocessed, "--out", out)
+    (events,) = list((out / "tb").glob("events.out.tfevents.*"))
+    acc = EventAccumulator(str(events), size_guidance={"scalars": 0, "images": 0})
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"eval/sentence_translation/retrieved_positives", "eval/sentence_translation/retrieved_positives_chance",
+            "eval/cross_modal/average_mean_recall"} <= tags
+    assert acc.Scalars("eval/sentence_translation/retrieved_positives")[0].step == STEPS
+    assert "eval/sentence_translation_pairs" in acc.Tags()["images"]
