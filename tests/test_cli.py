@@ -116,9 +116,19 @@ def test_killed_pack_resumes_to_the_same_bytes_as_an_uninterrupted_run(tmp_path)
     assert run_cli("shards", "verify", killed).returncode == 0
 
 
-def test_demo_packs_verifies_and_reports(tmp_path):
-    proc = run_cli("demo", "--preset", "tiny", "--shards-root", tmp_path, "--workers", "1")
+def test_demo_packs_preprocesses_trains_with_two_processes_and_evaluates(tmp_path):
+    runs = tmp_path / "runs"
+    proc = run_cli("demo", "--preset", "tiny", "--shards-root", tmp_path, "--runs-root", runs, "--workers", "1")
     packed = tmp_path / "packed" / "world-tiny"
     assert (packed / "summary.json").exists()
     assert "756 samples written, 0 rejected (of 756 read)" in proc.stdout
     assert "verified" in proc.stdout
+    assert (tmp_path / "world-tiny" / "spm.model").is_file()  # step 2
+    run = runs / "globetrotter-tiny"
+    assert (run / "checkpoints" / "latest").read_text() == "step00000070"  # step 3: 10 epochs x 7 steps
+    assert sorted(p.name for p in (run / "checkpoints" / "step00000070").glob("rank_*.pt")) == [
+        "rank_00000.pt", "rank_00001.pt"]  # two processes
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())  # step 4
+    assert metrics["sentence_translation"]["retrieved_positives"]["chance"] > 0
+    for line in ("all pairs", "disjoint scripts", f"tensorboard --logdir {run / 'tb'}"):
+        assert line in proc.stdout

@@ -27,6 +27,7 @@ def _args(data: Path, out: Path, *extra: str) -> list[str]:
         "model_config.hidden=32", "model_config.layers=1", "model_config.heads=2", "model_config.intermediate=64",
         "model_config.embed_dim=32", "data.image_size=32", "data.batch_size=8", "data.num_workers=1",
         "log.every_steps=2", "checkpoint.every_steps=4", f"max_steps={STEPS}", "epochs=null", "optim.warmup_steps=2",
+        "optim.lr=0.0005",  # fast enough for the cloze loss to fall within a dozen steps
         "eval.batch_size=64", "log.projector_sentences=50", *extra,
     ]
 
