@@ -11,10 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from dist_train.cli import build_parser
-from dist_train.data.shards import list_finished_shards, list_shards, manifest_path
+from dist_train.data.shards import list_finished_shards, list_shards
 
 from .conftest import run_cli
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,14 +29,7 @@ class SplitCaptions:
     groups: list[str]
     image_ids: list[str]
     metas: list[dict[str, Any]]
-
-
-@dataclass
-class TextEmbeddings:
-    embeddings: np.ndarray  # (N, D) float32
-    languages: list[str]
-    groups: list[str]
-    keys: list[str]
+    texts: list[str] = field(default_factory=list)  # the captions themselves
 
 
 def read_split_captions(root: str | Path, split: str, group_of: Callable[[dict], str] | None = None) -> SplitCaptions:
@@ -58,6 +51,7 @@ def read_split_captions(root: str | Path, split: str, group_of: Callable[[dict],
             out.groups.append(group_of(md))
             out.image_ids.append(md["image_id"])
             out.metas.append(md)
+            out.texts.append(raw["txt"].decode("utf-8"))
     return out
 
 
@@ -118,12 +112,3 @@ def read_split_images(root: str | Path, split: str, image_ids: list[str], size: 
     if missing:
         raise ValueError(f"{split}: no image found for {len(missing)} image ids (first: {missing[0]})")
     return torch.cat([eval_transform(p[None], size=size) for p in pixels])
-
-
-def embed_split_texts(forward: Callable[[torch.Tensor], torch.Tensor], root: str | Path, split: str, vocab: Any,
-                      max_tokens: int, batch_size: int) -> TextEmbeddings | None:
-    captions = read_split_captions(root, split)
-    emb = embed_tokens(forward, captions.tokens, vocab, max_tokens, batch_size)
-    if emb is None:
-        return None
-    return TextEmbeddings(emb, captions.languages, captions.groups, captions.keys)

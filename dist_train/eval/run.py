@@ -28,7 +28,6 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
-import yaml
 
 from dist_train.eval.clc import CLCClassifier, clc_average, clc_classifier_scores, train_clc_classifier
 from dist_train.eval.embed import (SplitCaptions, embed_batches, embed_tokens, read_split_captions,
@@ -415,7 +414,7 @@ def evaluate(checkpoint: str | Path, shards: str | Path, out: str | Path, split:
         metrics: dict[str, Any] = {"sentence_translation": result.to_metrics()}
         # pairs of languages that share no script: no written word in common
         metrics["sentence_translation"]["disjoint_script_pairs"] = _disjoint_average(
-            metrics["sentence_translation"]["by_language_pair"], _caption_scripts(root, split))
+            metrics["sentence_translation"]["by_language_pair"], _scripts_by_language(captions))
         if word_translation:
             metrics["word_translation"] = _word_translation_section(
                 model, mc, captions, max_tokens, batch_size, csls, word_representation, word_alignment)
@@ -568,13 +567,10 @@ def _clc_section(model: torch.nn.Module, root: Path, split: str, train_split: st
     return section
 
 
-def _caption_scripts(root: Path, split: str) -> dict[str, set[str]]:
-    from dist_train.data.shards import iter_shard, list_finished_shards
-
+def _scripts_by_language(captions: SplitCaptions) -> dict[str, set[str]]:
     texts: dict[str, list[str]] = collections.defaultdict(list)
-    for tar in list_finished_shards(root, split):
-        for raw in iter_shard(tar):
-            texts[json.loads(raw["json"])["language"]].append(raw["txt"].decode("utf-8"))
+    for lang, text in zip(captions.languages, captions.texts):
+        texts[lang].append(text)
     return {lang: scripts_of(t) for lang, t in texts.items()}
 
 
@@ -620,5 +616,4 @@ def summary_line(metrics: dict[str, Any]) -> str:
 
 __all__ = ["CLCResult", "QueryVersions", "build_query_versions", "clc_text_to_image", "contextual_embedding_tables",
            "evaluate", "fit_clc_classifier", "input_embedding_tables", "load_model", "scripts_of",
-           "special_token_ids", "summary_line", "translations_of", "version_scores", "word_translation_metrics",
-           "yaml"]
+           "special_token_ids", "summary_line", "translations_of", "version_scores", "word_translation_metrics"]

@@ -13,8 +13,6 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import math
-import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -509,5 +507,4 @@ def summary_table(summary: dict[str, Any], out: Path) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["preprocess", "summarize", "summary_table", "PreprocessError", "build_dataset", "VOCAB_FILE",
-           "math", "os"]
+__all__ = ["preprocess", "summarize", "summary_table", "PreprocessError", "build_dataset", "VOCAB_FILE"]

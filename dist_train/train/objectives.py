@@ -8,12 +8,11 @@ training device (augmentation and masking happen here, batched), combines the lo
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
 from dist_train.config import ConfigError
 from dist_train.losses import cloze_loss, cross_modal_loss, simclr_loss, transitive_loss
@@ -137,22 +136,18 @@ class GlobetrotterObjective:
 
     def evaluate(self, engine, cfg: TrainConfig, tb, step: int, device: torch.device) -> dict[str, Any]:
         """Sentence translation by retrieval on the evaluation split, logged to TensorBoard by rank 0."""
-        from dist_train.eval.embed import embed_split_texts
-        from dist_train.eval.report import save_pair_heatmap
-        from dist_train.eval.retrieval import sentence_translation
-
         from dist_train.eval.embed import embed_batches, embed_tokens, read_split_captions, read_split_images
-        from dist_train.eval.retrieval import cross_modal_recall
+        from dist_train.eval.report import save_pair_heatmap
+        from dist_train.eval.retrieval import cross_modal_recall, sentence_translation
 
+        captions = read_split_captions(cfg.data.shards, cfg.eval.split)
         was_training = engine.training
         engine.eval()
         cross = None
         try:
-            texts = embed_split_texts(lambda tokens: engine(tokens=tokens.to(device))["text_text"],
-                                      cfg.data.shards, cfg.eval.split, self.vocab, cfg.data.max_tokens,
-                                      cfg.eval.batch_size)
+            text_text = embed_tokens(lambda tokens: engine(tokens=tokens.to(device))["text_text"], captions.tokens,
+                                     self.vocab, cfg.data.max_tokens, cfg.eval.batch_size)
             if not self.cfg.text_only:  # image-text retrieval per language
-                captions = read_split_captions(cfg.data.shards, cfg.eval.split)
                 image_ids = sorted(set(captions.image_ids))
                 images = read_split_images(cfg.data.shards, cfg.eval.split, image_ids, cfg.data.image_size)
                 model = engine.module
@@ -167,9 +162,9 @@ class GlobetrotterObjective:
                                                captions.languages)
         finally:
             engine.train(was_training)
-        if texts is None:  # not rank 0
+        if text_text is None:  # not rank 0
             return {}
-        result = sentence_translation(texts.embeddings, texts.groups, texts.languages)
+        result = sentence_translation(text_text, captions.groups, captions.languages)
         metrics = result.to_metrics()
         overall = metrics["retrieved_positives"]
         values = {"eval/sentence_translation": overall["value"], "eval/sentence_translation_chance": overall["chance"]}
@@ -190,9 +185,9 @@ class GlobetrotterObjective:
         tb.image("eval/sentence_translation_pairs", heatmap, step)
         if self.last_alpha is not None and self.last_alpha.numel():
             tb.histogram("eval/alpha", self.last_alpha.numpy(), step)
-        n = min(cfg.log.projector_sentences, len(texts.languages))
+        n = min(cfg.log.projector_sentences, len(captions.languages))
         if n:
-            tb.embedding("test_sentences", texts.embeddings[:n], [f"{l}" for l in texts.languages[:n]], step)
+            tb.embedding("test_sentences", text_text[:n], captions.languages[:n], step)
         tb.flush()
         log.info("step %d: sentence translation %.2f (chance %.2f)", step, overall["value"], overall["chance"])
         return {"sentence_translation": overall}
@@ -212,4 +207,4 @@ def build_objective(cfg: TrainConfig, vocab: Vocab):
     return OBJECTIVES[cfg.model](cfg, vocab)
 
 
-__all__ = ["build_objective", "GlobetrotterObjective", "GlobetrotterObjectiveConfig", "asdict", "dist"]
+__all__ = ["build_objective", "GlobetrotterObjective", "GlobetrotterObjectiveConfig"]

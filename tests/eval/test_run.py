@@ -16,7 +16,6 @@ from dist_train.eval.retrieval import cross_modal_recall
 from dist_train.eval.run import (QueryVersions, build_query_versions, clc_text_to_image, contextual_embedding_tables,
                                  fit_clc_classifier, input_embedding_tables, special_token_ids, translations_of,
                                  word_translation_metrics)
-from dist_train.eval.word_translation import WordTable
 
 from ..conftest import run_cli
 

@@ -3,7 +3,6 @@ kill, ZeRO-3, TensorBoard read back with TensorBoard's own reader, export."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
