@@ -1,8 +1,7 @@
-"""Training objectives: what one step computes for a model, and how the run evaluates it.
+"""The Globetrotter objective: its four losses over the global batch, and sentence-translation evaluation.
 
-An objective builds its model from the registry, turns a loader batch into the model's inputs on the
-training device (augmentation and masking happen here, batched), combines the losses of
-`dist_train.losses`, and evaluates with `dist_train.eval`. The engine knows none of these details.
+Augmentation (two SimCLR views per image) and cloze masking happen here, batched on the training
+device; the losses come from `dist_train.losses`, the evaluation from `dist_train.eval`.
 """
 
 from __future__ import annotations
@@ -197,14 +196,4 @@ def _float_dtype(engine) -> torch.dtype:
     return next(p.dtype for p in engine.parameters() if p.is_floating_point())
 
 
-OBJECTIVES = {"globetrotter": GlobetrotterObjective}
-
-
-def build_objective(cfg: TrainConfig, vocab: Vocab):
-    if cfg.model not in OBJECTIVES:
-        raise ConfigError(f"config key 'model' = {cfg.model!r}: no training objective for it "
-                          f"(known: {', '.join(sorted(OBJECTIVES))})")
-    return OBJECTIVES[cfg.model](cfg, vocab)
-
-
-__all__ = ["build_objective", "GlobetrotterObjective", "GlobetrotterObjectiveConfig"]
+__all__ = ["GlobetrotterObjective", "GlobetrotterObjectiveConfig"]

@@ -1,0 +1,28 @@
+"""Training objectives: what one step computes for a model, and how the run evaluates it.
+
+An objective builds its model from the registry, turns a loader batch into the model's inputs on the
+training device (augmentation and masking happen here, batched), combines the losses of
+`dist_train.losses`, and evaluates with `dist_train.eval`. The engine knows none of these details:
+it calls `build_model()`, `loss(engine, batch, generator, device, step)` and
+`evaluate(engine, cfg, tb, step, device)`. One module per model family; `OBJECTIVES` maps the
+config's `model` name to its objective.
+"""
+
+from __future__ import annotations
+
+from dist_train.config import ConfigError
+from dist_train.train.config import TrainConfig
+from dist_train.train.data import Vocab
+from dist_train.train.objectives.globetrotter import GlobetrotterObjective, GlobetrotterObjectiveConfig
+
+OBJECTIVES = {"globetrotter": GlobetrotterObjective}
+
+
+def build_objective(cfg: TrainConfig, vocab: Vocab):
+    if cfg.model not in OBJECTIVES:
+        raise ConfigError(f"config key 'model' = {cfg.model!r}: no training objective for it "
+                          f"(known: {', '.join(sorted(OBJECTIVES))})")
+    return OBJECTIVES[cfg.model](cfg, vocab)
+
+
+__all__ = ["build_objective", "OBJECTIVES", "GlobetrotterObjective", "GlobetrotterObjectiveConfig"]
