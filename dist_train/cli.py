@@ -253,6 +253,36 @@ def cmd_eval(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- launch
+
+
+def cmd_launch(args) -> int:
+    from .launch.executor import SlurmOptions, parse_sbatch_options
+    from .launch.submit import cancel, launch_preprocess, launch_train, wait_for
+
+    if args.cancel:
+        cancel(args.cancel, args.job_dir)
+        return 0
+    opts = SlurmOptions(nodes=args.nodes, gpus_per_node=args.gpus_per_node, tasks_per_node=args.tasks_per_node,
+                        cpus_per_task=args.cpus_per_task, mem=args.mem, partition=args.partition,
+                        account=args.account, qos=args.qos, constraint=args.constraint, time=args.time,
+                        job_name=args.job_name or f"dist-train-{args.target}",
+                        sbatch=parse_sbatch_options(args.sbatch or []), max_requeues=args.max_requeues)
+    if args.target == "preprocess":
+        if args.input is None or args.out is None:
+            raise ValueError("--target preprocess needs --in PACKED and --out DIR")
+        if args.sweep or args.sweep_file:
+            raise ValueError("--sweep and --sweep-file apply to --target train only")
+        launched = launch_preprocess(args.input, args.out, args.config, list(args.overrides), opts,
+                                     job_dir=args.job_dir, local=args.local, dry_run=args.dry_run)
+    else:
+        launched = launch_train(args.config, list(args.overrides), opts, sweep=args.sweep or [], sweep_file=args.sweep_file,
+                                job_dir=args.job_dir, local=args.local, dry_run=args.dry_run)
+    if launched is None or not args.wait:
+        return 0
+    return 1 if wait_for(launched) else 0
+
+
 # ---------------------------------------------------------------------------------------------- demo
 
 
@@ -344,6 +374,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nproc-per-node", type=int, default=1, help="local processes to start (torchrun --standalone)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override any config key, e.g. out_dir=runs/x")
     p.set_defaults(func=cmd_train)
+
+    p = _parser(sub, "launch", "submit training (or preprocessing) to SLURM through submitit",
+                "dist-train launch --nodes 2 --gpus-per-node 4 --cpus-per-task 8 --mem 200G --partition gpu \\\n"
+                "      --time 12:00:00 --config configs/globetrotter-tiny.yaml out_dir=/runs/gt\n"
+                "  dist-train launch --dry-run --nodes 2 --gpus-per-node 4 --config configs/globetrotter-tiny.yaml\n"
+                "  dist-train launch --tasks-per-node 2 --sweep objective.visual=0,1 --sweep optim.lr=1e-4,3e-4 \\\n"
+                "      --config configs/globetrotter-tiny.yaml out_dir=runs/sweep\n"
+                "  dist-train launch --target preprocess --cpus-per-task 16 --in shards/packed/coco --out shards/coco\n"
+                "  dist-train launch --cancel 1234",
+                "Submit `dist-train train` as one SLURM job with one task per GPU (a job array for a sweep, one run\n"
+                "folder per point), or `dist-train preprocess` on a Ray cluster started inside the allocation.\n"
+                "Preempted or timed-out jobs write a checkpoint, requeue themselves and resume exactly. Prints\n"
+                "the job id, the log folder, the run's out_dir and the TensorBoard command; --wait waits and\n"
+                "shows a failed job's remote traceback. --dry-run prints the sbatch script instead of submitting;\n"
+                "--local runs the same job with submitit's local executor on this machine.")
+    p.add_argument("--target", choices=("train", "preprocess"), default="train", help="what the job runs")
+    p.add_argument("--config", type=Path, help="experiment config (train) or preprocess settings (preprocess)")
+    p.add_argument("--in", dest="input", type=Path, help="packed dataset folder (--target preprocess)")
+    p.add_argument("--out", type=Path, help="output dataset folder (--target preprocess)")
+    p.add_argument("--nodes", type=int, default=1, help="nodes")
+    p.add_argument("--gpus-per-node", type=int, default=0, help="GPUs per node; one task per GPU")
+    p.add_argument("--tasks-per-node", type=int, help="tasks per node on CPU-only nodes (default: GPUs per node, or 1)")
+    p.add_argument("--cpus-per-task", type=int, help="CPUs per task (loader workers + 1 is a good start)")
+    p.add_argument("--mem", help="memory per node, e.g. 200G")
+    p.add_argument("--partition", help="SLURM partition")
+    p.add_argument("--account", help="SLURM account")
+    p.add_argument("--qos", help="SLURM quality of service")
+    p.add_argument("--constraint", help="node features, e.g. a100")
+    p.add_argument("--time", default="24:00:00", help="time limit (minutes, HH:MM:SS or D-HH:MM:SS)")
+    p.add_argument("--sbatch", action="append", default=None, metavar="KEY=VALUE",
+                   help="any other sbatch option, repeatable: --sbatch mail-type=END --sbatch exclusive")
+    p.add_argument("--job-name", help="SLURM job name (default: dist-train-TARGET)")
+    p.add_argument("--job-dir", type=Path, help="submitit folder: job pickles and logs <jobid>_<task>_log.out "
+                   "(default: OUT_DIR/submitit, or the sweep's root/submitit)")
+    p.add_argument("--max-requeues", type=int, default=20, help="time-limit requeues before giving up")
+    p.add_argument("--sweep", action="append", default=None, metavar="KEY=V1,V2",
+                   help="sweep a key over values (repeatable: the grid of all); one run per point, as a job array")
+    p.add_argument("--sweep-file", type=Path, help="YAML grid (key: [values]) or list of points ([{key: value}])")
+    p.add_argument("--dry-run", action="store_true", help="print the sbatch script and submit nothing")
+    p.add_argument("--local", action="store_true", help="run with submitit's local executor on this machine")
+    p.add_argument("--wait", action="store_true", help="wait for the jobs; exit 1 with the traceback of a failed one")
+    p.add_argument("--cancel", nargs="+", metavar="JOBID", help="cancel these jobs (scancel) and exit")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override any config key, e.g. out_dir=runs/x")
+    p.set_defaults(func=cmd_launch)
 
     p = _parser(sub, "export", "write a checkpoint's fp32 weights as safetensors with the model config",
                 "dist-train export runs/tiny/checkpoints runs/tiny/export")

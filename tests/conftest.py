@@ -39,3 +39,18 @@ def tiny_preprocessed(tiny_world, tmp_path_factory) -> Path:
     run_cli("-q", "preprocess", "--in", tiny_world, "--out", out, "ray.object_store_memory=300000000",
             env={**os.environ, "RAY_ADDRESS": ""})
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_parallel10(tmp_path_factory) -> Path:
+    """SMALR's setting on the tiny benchmark (configs/preprocess/parallel10.yaml): ten languages, every
+    image captioned in each, precomputed image features, translated val/test queries (read-only)."""
+    root = tmp_path_factory.mktemp("parallel10")
+    packed = root / "packed" / "world-tiny-parallel10"
+    run_cli("-q", "pack", "world", "--preset", "tiny", "--languages", "en,de,fr,es,it,ru,ar,ja,ko,zh",
+            "--out", packed)
+    out = root / "world-tiny-parallel10"
+    run_cli("-q", "preprocess", "--in", packed, "--out", out, "--config", REPO / "configs/preprocess/parallel10.yaml",
+            "features.image_size=32", "features.resize=32", "ray.object_store_memory=300000000",
+            env={**os.environ, "RAY_ADDRESS": ""})
+    return out

@@ -112,3 +112,22 @@ def read_split_images(root: str | Path, split: str, image_ids: list[str], size: 
     if missing:
         raise ValueError(f"{split}: no image found for {len(missing)} image ids (first: {missing[0]})")
     return torch.cat([eval_transform(p[None], size=size) for p in pixels])
+
+
+def read_split_features(root: str | Path, split: str, image_ids: list[str]) -> torch.Tensor:
+    """The split's precomputed image features (`<key>.features.npy`) in the order of `image_ids`, float32."""
+    wanted = {image_id: i for i, image_id in enumerate(image_ids)}
+    rows: list[np.ndarray | None] = [None] * len(image_ids)
+    for tar in list_finished_shards(Path(root), split):
+        for raw in iter_shard(tar):
+            i = wanted.get(json.loads(raw["json"])["image_id"])
+            if i is None or rows[i] is not None:
+                continue
+            if "features.npy" not in raw:
+                raise ValueError(f"{tar}: samples have no image features; run dist-train preprocess with "
+                                 "features.enabled=true")
+            rows[i] = np.load(io.BytesIO(raw["features.npy"]), allow_pickle=False)
+    missing = [image_ids[i] for i, r in enumerate(rows) if r is None]
+    if missing:
+        raise ValueError(f"{split}: no features found for {len(missing)} image ids (first: {missing[0]})")
+    return torch.from_numpy(np.stack(rows).astype(np.float32))

@@ -25,6 +25,11 @@ class DataConfig:
     resampled: bool = False  # draw shards with replacement (multi-node runs); epochs become nominal
     language_temperature: Optional[float] = None  # language-balanced sampling: shares ~ p ** (1/T)
     prepare_world: bool = True  # pack and preprocess shards/world-<preset> when it is missing
+    # batches carry "features" (the preprocessing's precomputed image features, float32) instead of
+    # decoded "images" (SMALR, VSE++); the dataset needs its features stage (features.enabled=true)
+    image_features: bool = False
+    # > 0: batches of whole images, this many captions of distinct languages each (see train/loader.py)
+    captions_per_image: int = 0
 
 
 @dataclass
@@ -86,6 +91,9 @@ def validate(cfg: TrainConfig) -> None:
     require(cfg.out_dir is not None, "out_dir", cfg.out_dir, "set out_dir=DIR (where checkpoints and logs go)")
     require(cfg.data.batch_size > 0, "data.batch_size", cfg.data.batch_size, "must be positive")
     require(cfg.data.num_workers >= 0, "data.num_workers", cfg.data.num_workers, "must be >= 0")
+    require(cfg.data.captions_per_image >= 0 and (cfg.data.captions_per_image == 0
+            or cfg.data.batch_size % cfg.data.captions_per_image == 0), "data.captions_per_image",
+            cfg.data.captions_per_image, "must be 0 (off) or a positive divisor of data.batch_size")
     require(cfg.data.max_tokens >= 3, "data.max_tokens", cfg.data.max_tokens, "must be at least 3")
     require(cfg.optim.lr > 0, "optim.lr", cfg.optim.lr, "must be positive")
     require(len(cfg.optim.betas) == 2, "optim.betas", list(cfg.optim.betas), "give two values")

@@ -50,7 +50,8 @@ def build_stream(cfg: TrainConfig, vocab: Vocab, split: str, rank: int, world_si
                        seed=cfg.seed, shuffle_buffer=d.shuffle_buffer, image_size=d.image_size,
                        max_tokens=d.max_tokens, resampled=d.resampled, language_temperature=d.language_temperature,
                        languages=languages, special_ids=(vocab.pad_id, vocab.bos_id, vocab.eos_id),
-                       translation_group=caption_group)
+                       translation_group=caption_group, image_features=d.image_features,
+                       captions_per_image=d.captions_per_image)
 
 
 def build_train_loader(cfg: TrainConfig, vocab: Vocab, rank: int, world_size: int) -> TrainLoader:

@@ -77,6 +77,13 @@ def deepspeed_config(cfg: TrainConfig, total_steps: int, world_size: int) -> dic
     ds["train_batch_size"] = cfg.data.batch_size * world_size
     ds["optimizer"] = {"type": "AdamW", "params": {"lr": cfg.optim.lr, "betas": list(cfg.optim.betas),
                                                    "eps": cfg.optim.eps, "weight_decay": cfg.optim.weight_decay}}
+    if not torch.cuda.is_available():
+        # DeepSpeed's CPU build of FusedAdam keeps beta**t in C++ process state as a running product
+        # (beta**t = beta**(t-1) * beta) and a new process starts it from pow(beta, t): the rounding
+        # differs at some steps (a resume after step 2, 5, 8 or 11 gives other updates), and no checkpoint
+        # holds it. torch's AdamW derives everything from its state_dict, so a resumed run is exact.
+        # (The CUDA FusedAdam computes pow(beta, step) at every step and keeps nothing.)
+        ds["optimizer"]["params"]["torch_adam"] = True
     ds["scheduler"] = {"type": "WarmupCosineLR", "params": {
         "total_num_steps": total_steps, "warmup_num_steps": min(cfg.optim.warmup_steps, max(total_steps - 1, 0)),
         "warmup_min_ratio": 0.0, "cos_min_ratio": cfg.optim.min_lr_ratio, "warmup_type": "linear"}}

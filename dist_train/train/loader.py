@@ -15,6 +15,18 @@ counts, so the split is done on samples, not shards:
   the batches already consumed, and worker identities are rotated so that the next batch comes
   from the right worker.
 
+`image_features=True` reads each sample's precomputed image features (`<key>.features.npy`, made by the
+preprocessing's features stage) into `batch["features"]` (float32) instead of decoding the image.
+
+`captions_per_image=k` makes batches of whole images: consecutive samples of one image (the
+preprocessing writes an image's captions and their translations next to each other) form one unit,
+units are shuffled instead of samples (shuffle_buffer then counts images), k captions of distinct
+languages are drawn from each unit (images with fewer are skipped and counted as `short_images`),
+and a batch holds batch_size / k images with k captions each. An epoch then visits every image once
+(an image cut by a rank or worker boundary may appear in both parts), so it has about k / c of the
+plain epoch's steps for c captions per image. Caption-caption ranking (VSE++) and SMALR's
+cross-lingual constraints need such batches.
+
 `resampled=True` draws shards with replacement (per rank and worker) for multi-node runs where
 exact epochs do not matter; epochs then have the same nominal length. Corrupt shards and samples
 are skipped, counted and logged; a worker that runs short repeats samples of its range so that all
@@ -78,7 +90,7 @@ class ShardStream(IterableDataset):
                  num_workers: int = 0, seed: int = 0, shuffle_buffer: int = 1000, image_size: int = 64,
                  max_tokens: int = 32, resampled: bool = False, language_temperature: float | None = None,
                  languages: list[str] | None = None, special_ids: tuple[int, int, int] = (0, 2, 3),
-                 translation_group=None):
+                 translation_group=None, image_features: bool = False, captions_per_image: int = 0):
         self.shards = list_split(root, split)
         self.root, self.split = str(root), split
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
@@ -91,9 +103,17 @@ class ShardStream(IterableDataset):
         self.keep = keep_probabilities(counts, language_temperature) if language_temperature else None
         self.pad_id, self.bos_id, self.eos_id = special_ids
         self.translation_group = translation_group
+        self.image_features = image_features
+        self.captions_per_image = captions_per_image
         total = sum(s.num_samples for s in self.shards)
         self.per_worker = total // (world_size * self.num_workers)
         self.batches_per_worker = self.per_worker // batch_size
+        if captions_per_image:
+            if captions_per_image < 1 or batch_size % captions_per_image:
+                raise ValueError(f"captions_per_image={captions_per_image} must be >= 1 and divide the batch size "
+                                 f"{batch_size}")
+            images = image_count(root, split)
+            self.batches_per_worker = (images // (world_size * self.num_workers)) // (batch_size // captions_per_image)
         if self.batches_per_worker == 0:
             raise ValueError(f"{split}: {total} samples are too few for {world_size} ranks x {self.num_workers} "
                              f"workers x batch {batch_size}")
@@ -123,22 +143,24 @@ class ShardStream(IterableDataset):
             offset += shard.num_samples
         return pieces
 
-    def _raw_samples(self, epoch: int, logical_worker: int, stats: dict, rng: random.Random) -> Iterator[dict]:
-        """The worker's samples, endlessly, shuffled: its range, then its range again to fill up (each
-        pass shuffled on its own, so no sample repeats before the range is used up); or, resampled,
-        shards drawn with replacement through one continuous buffer."""
+    def _raw_samples(self, epoch: int, logical_worker: int, stats: dict, rng: random.Random) -> Iterator:
+        """The worker's samples (or, with captions_per_image, image units: lists of samples), endlessly,
+        shuffled: its range, then its range again to fill up (each pass shuffled on its own, so no
+        sample repeats before the range is used up); or, resampled, shards drawn with replacement
+        through one continuous buffer."""
         draw = self._rng(epoch, self.rank, logical_worker, 1)
         if self.resampled:
             def shards() -> Iterator[dict]:
                 while True:
                     shard = draw.choice(self.shards)
                     yield from self._read_piece(shard.path, 0, shard.num_samples, stats, False, draw)
-            yield from self._shuffled(shards(), rng)
+            yield from self._shuffled(self._units(shards(), stats, draw), rng)
             return
         lap = 0
         while True:
             n = 0
-            for raw in self._shuffled(self._pass(epoch, logical_worker, stats, lap > 0, draw), rng):
+            units = self._units(self._pass(epoch, logical_worker, stats, lap > 0, draw), stats, draw)
+            for raw in self._shuffled(units, rng):
                 n += 1
                 yield raw
             if n == 0:
@@ -168,7 +190,40 @@ class ShardStream(IterableDataset):
             stats["corrupt_shards"] += 1
             log.warning("skipping the rest of %s: %s", path, exc)
 
-    def _shuffled(self, raws: Iterator[dict], rng: random.Random) -> Iterator[dict]:
+    def _units(self, raws: Iterator[dict], stats: dict, rng: random.Random) -> Iterator:
+        """Samples as they come, or (captions_per_image=k) one list of k samples of distinct languages
+        per run of consecutive samples of one image."""
+        k = self.captions_per_image
+        if not k:
+            yield from raws
+            return
+        run: list[dict] = []
+        run_image = None
+
+        def pick(samples: list[dict]) -> list[dict] | None:
+            first_of_language: dict[str, dict] = {}
+            for raw in samples:
+                first_of_language.setdefault(_language_of(raw), raw)
+            if len(first_of_language) < k:
+                stats["short_images"] += 1
+                return None
+            return rng.sample(list(first_of_language.values()), k)
+
+        for raw in raws:
+            image = _image_of(raw)
+            if run and image != run_image:
+                unit = pick(run)
+                if unit is not None:
+                    yield unit
+                run = []
+            run_image = image
+            run.append(raw)
+        if run:
+            unit = pick(run)
+            if unit is not None:
+                yield unit
+
+    def _shuffled(self, raws: Iterator, rng: random.Random) -> Iterator:
         buffer: list[dict] = []
         for raw in raws:
             if len(buffer) < self.shuffle_buffer:
@@ -185,41 +240,46 @@ class ShardStream(IterableDataset):
     def _decode(self, raw: dict) -> dict | None:
         try:
             md = json.loads(raw["json"])
-            image = Image.open(io.BytesIO(raw["jpg"]))
-            image = image.convert("RGB")
-            image = _resize_center_crop(image, self.image_size)
-            pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+            if self.image_features:
+                stored = np.load(io.BytesIO(raw["features.npy"]), allow_pickle=False)
+                image = torch.from_numpy(stored.astype(np.float32))
+            else:
+                decoded = Image.open(io.BytesIO(raw["jpg"]))
+                decoded = _resize_center_crop(decoded.convert("RGB"), self.image_size)
+                image = torch.from_numpy(np.asarray(decoded, dtype=np.uint8).copy()).permute(2, 0, 1)
             tokens = np.load(io.BytesIO(raw["tokens.npy"]), allow_pickle=False)
         except Exception as exc:
             log.debug("skipping sample %s: %s", raw.get("__key__"), exc)
             return None
         group = self.translation_group(md) if self.translation_group else md["caption_id"]
-        return {"key": raw["__key__"], "image": pixels, "tokens": tokens, "language": md["language"],
+        return {"key": raw["__key__"], "image": image, "tokens": tokens, "language": md["language"],
                 "image_id": md["image_id"], "group": group}
 
     def _batches(self, epoch: int, logical_worker: int, skip: int, stats: dict) -> Iterator[dict]:
         rng = self._rng(epoch, self.rank, logical_worker, 2)
         samples: list[dict] = []
         produced = 0
-        for raw in self._raw_samples(epoch, logical_worker, stats, rng):
-            sample = self._decode(raw)
-            if sample is None:
-                stats["corrupt_samples"] += 1
-                if stats["corrupt_samples"] > 10 * self.per_worker + 100:
-                    raise RuntimeError(f"{self.split}: almost every sample fails to decode (last: {raw.get('__key__')})")
-                continue
-            samples.append(sample)
-            if len(samples) == self.batch_size:
-                if produced >= skip:
-                    yield self._collate(samples, epoch, logical_worker, produced, stats)
-                produced += 1
-                samples = []
-                if produced == self.batches_per_worker:
-                    return
+        for item in self._raw_samples(epoch, logical_worker, stats, rng):
+            for raw in item if self.captions_per_image else (item,):
+                sample = self._decode(raw)
+                if sample is None:
+                    stats["corrupt_samples"] += 1
+                    if stats["corrupt_samples"] > 10 * self.per_worker + 100:
+                        raise RuntimeError(f"{self.split}: almost every sample fails to decode "
+                                           f"(last: {raw.get('__key__')})")
+                    continue
+                samples.append(sample)
+                if len(samples) == self.batch_size:
+                    if produced >= skip:
+                        yield self._collate(samples, epoch, logical_worker, produced, stats)
+                    produced += 1
+                    samples = []
+                    if produced == self.batches_per_worker:
+                        return
 
     def _collate(self, samples: list[dict], epoch: int, worker: int, index: int, stats: dict) -> dict:
         return {
-            "images": torch.stack([s["image"] for s in samples]),
+            "features" if self.image_features else "images": torch.stack([s["image"] for s in samples]),
             "tokens": pad_tokens([s["tokens"] for s in samples], self.max_tokens, self.bos_id, self.eos_id,
                                  self.pad_id),
             "languages": torch.tensor([self.language_index.get(s["language"], -1) for s in samples]),
@@ -238,7 +298,7 @@ class ShardStream(IterableDataset):
             raise ValueError(f"ShardStream was built for {k} workers, the DataLoader has {info.num_workers}")
         logical = (physical + self.consumed) % k  # the next batch to consume comes from physical worker 0
         skip = -(-(self.consumed - logical) // k) if self.consumed > logical else 0
-        stats = {"corrupt_shards": 0, "corrupt_samples": 0, "repeated": 0}
+        stats = {"corrupt_shards": 0, "corrupt_samples": 0, "repeated": 0, "short_images": 0}
         yield from self._batches(self.epoch, logical, skip, stats)
 
 
@@ -247,6 +307,21 @@ def _language_of(raw: dict) -> str:
         return json.loads(raw["json"])["language"]
     except Exception:
         return ""
+
+
+def _image_of(raw: dict) -> str:
+    try:
+        return json.loads(raw["json"])["image_id"]
+    except Exception:
+        return raw.get("__key__", "")
+
+
+def image_count(root: str | Path, split: str) -> int:
+    """Distinct images of a split, from the manifests."""
+    images: set[str] = set()
+    for tar in list_finished_shards(Path(root), split):
+        images.update(read_manifest(manifest_path(tar), ["image_id"]).column("image_id").to_pylist())
+    return len(images)
 
 
 def _group_id(value: Any) -> int:

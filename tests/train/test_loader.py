@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import itertools
+import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
-from dist_train.data.shards import list_finished_shards
+from dist_train.data.shards import iter_shard, list_finished_shards
 from dist_train.train.loader import ShardStream, TrainLoader, keep_probabilities
 
 
@@ -86,3 +90,68 @@ def test_language_balancing_lifts_a_small_language(tiny_preprocessed):
     assert natural == {"en": 1.0, "ja": 1.0}
     stream = _stream(tiny_preprocessed, language_temperature=2.0)
     assert stream.keep is not None and max(stream.keep.values()) == 1.0
+
+
+# --- precomputed image features and batches of whole images (SMALR, VSE++) ---------------------------------------
+
+
+def _features_by_key(root: Path) -> dict[str, tuple[str, str, np.ndarray]]:
+    """key -> (image id, language, stored features) of every training sample."""
+    out = {}
+    for tar in list_finished_shards(root, "train"):
+        for raw in iter_shard(tar):
+            md = json.loads(raw["json"])
+            out[raw["__key__"]] = (md["image_id"], md["language"],
+                                   np.load(io.BytesIO(raw["features.npy"]), allow_pickle=False))
+    return out
+
+
+def test_feature_batches_carry_each_samples_stored_features_and_no_pixels(tiny_parallel10):
+    stored = _features_by_key(tiny_parallel10)
+    batch = next(iter(TrainLoader(_stream(tiny_parallel10, image_features=True), 0)))
+    assert "images" not in batch
+    assert batch["features"].dtype == torch.float32 and batch["features"].shape == (8, 512)
+    for key, row in zip(batch["keys"], batch["features"]):
+        torch.testing.assert_close(row, torch.from_numpy(stored[key][2].astype(np.float32)), rtol=0, atol=0)
+    assert len({tuple(row.tolist()) for row in batch["features"]}) > 1
+
+
+def test_image_batches_hold_k_captions_of_distinct_languages_and_visit_every_image_once(tiny_parallel10):
+    stored = _features_by_key(tiny_parallel10)
+    images = {image for image, _, _ in stored.values()}
+    assert len(images) == 240 and len(stored) == 2400  # ten captions of every training image
+    loader = TrainLoader(_stream(tiny_parallel10, batch=8, image_features=True, captions_per_image=2), 0)
+    assert loader.steps_per_epoch == 240 // 4
+    seen = []
+    for batch in _epoch_batches(loader, loader.steps_per_epoch):
+        pairs = [(stored[k][0], stored[k][1]) for k in batch["keys"]]
+        for first, second in zip(pairs[0::2], pairs[1::2]):
+            assert first[0] == second[0] and first[1] != second[1]
+        assert batch["image_groups"][0::2].tolist() == batch["image_groups"][1::2].tolist()
+        seen.extend(first[0] for first in pairs[0::2])
+    assert sorted(seen) == sorted(images)  # every image exactly once per epoch
+    assert batch["stats"]["short_images"] == 0
+
+
+@pytest.mark.parametrize("workers,stop", [(0, 7), (2, 33)])
+def test_resume_with_image_batches_continues_with_exactly_the_unseen_batches(tiny_parallel10, workers, stop):
+    def make():
+        stream = _stream(tiny_parallel10, workers=workers, batch=8, image_features=True, captions_per_image=2)
+        return TrainLoader(stream, workers)
+
+    total = 80  # crosses the epoch boundary (60 steps per epoch)
+    reference = _epoch_keys(make(), total)
+    first = make()
+    head = _epoch_keys(first, stop)
+    resumed = make()
+    resumed.load_state_dict(first.state_dict())
+    assert head + _epoch_keys(resumed, total - stop) == reference
+
+
+def test_captions_per_image_must_divide_the_batch(tiny_parallel10):
+    with pytest.raises(ValueError, match="captions_per_image=3"):
+        _stream(tiny_parallel10, batch=8, captions_per_image=3)
+
+
+def _epoch_batches(loader: TrainLoader, steps: int) -> list[dict]:
+    return list(itertools.islice(iter(loader), steps))

@@ -7,9 +7,10 @@ device; the losses come from `dist_train.losses`, the evaluation from `dist_trai
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
@@ -35,10 +36,20 @@ class GlobetrotterObjectiveConfig:
     margin: float = 0.4  # m of the transitive loss
     loss_form: str = "paper"  # paper | code: the form of L_x and L_v
     alpha_form: str = "paper"  # paper (cube root) | code
+    transitive_normalise: Optional[str] = None  # anchors | alpha (sum of alpha); None: the alpha form's own
     supervised: bool = False  # baseline: alpha = 1 for captions that translate each other
     text_only: bool = False  # baseline: no images, no image losses (only L_c remains)
     p_predict: float = 1 / 6
     p_corrupt: float = 0.2
+    # SimCLR augmentation of both views (keys of dist_train.models.augment.AugmentConfig; empty: SimCLR's
+    # defaults). Data whose captions name colours, sides or counts needs augmentations that keep the
+    # caption true (no flips, no hue shift, no grayscale, mild crops), or L_x has nothing consistent to learn.
+    augment: dict[str, Any] = field(default_factory=dict)
+
+
+def _augment_settings(raw: Any) -> dict[str, Any]:
+    """`objective.augment` as AugmentConfig keywords (config lists become tuples)."""
+    return {k: tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v for k, v in dict(raw).items()}
 
 
 def _objective_config(raw: dict[str, Any]) -> GlobetrotterObjectiveConfig:
@@ -48,9 +59,23 @@ def _objective_config(raw: dict[str, Any]) -> GlobetrotterObjectiveConfig:
             raise ConfigError(f"config key 'objective.{key}' is not a setting of the globetrotter objective "
                               f"(known: {', '.join(sorted(known))})")
     cfg = GlobetrotterObjectiveConfig(**raw)
+    from dist_train.models.augment import AugmentConfig
+
+    augment_keys = {f.name for f in fields(AugmentConfig)} - {"size"}
+    for key, value in dict(cfg.augment).items():
+        if key not in augment_keys:
+            raise ConfigError(f"config key 'objective.augment.{key}' is not an augmentation setting "
+                              f"(known: {', '.join(sorted(augment_keys))})")
+    try:
+        AugmentConfig(**_augment_settings(cfg.augment))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config key 'objective.augment': {exc}") from None
     for key in ("loss_form", "alpha_form"):
         if getattr(cfg, key) not in ("paper", "code"):
             raise ConfigError(f"config key 'objective.{key}' = {getattr(cfg, key)!r}: use paper or code")
+    if cfg.transitive_normalise not in (None, "anchors", "alpha"):
+        raise ConfigError(f"config key 'objective.transitive_normalise' = {cfg.transitive_normalise!r}: "
+                          "use anchors or alpha")
     return cfg
 
 
@@ -93,7 +118,7 @@ class GlobetrotterObjective:
         images = None
         if self.uses_images:
             pixels = batch["images"].to(device)
-            augment = AugmentConfig(size=self.run.data.image_size)
+            augment = AugmentConfig(size=self.run.data.image_size, **_augment_settings(c.augment))
             images = torch.cat([augment_batch(pixels, generator, augment), augment_batch(pixels, generator, augment)])
         if images is not None:
             images = images.to(_float_dtype(engine))  # bf16 / fp16 engines hold their weights in that type
@@ -114,11 +139,13 @@ class GlobetrotterObjective:
         if c.transitive > 0:
             if c.supervised:
                 result = transitive_loss(out["text_text"], group_ids=batch["groups"].to(device),
-                                         temperature=c.temperature, margin=c.margin, form=c.alpha_form)
+                                         temperature=c.temperature, margin=c.margin, form=c.alpha_form,
+                                         normalise_by=c.transitive_normalise)
             else:
                 x = (out["image_cross"][:n] * out["text_cross"]).sum(-1).detach()
                 result = transitive_loss(out["text_text"], out["image_visual"][:n], image_text_sim=x,
-                                         temperature=c.temperature, margin=c.margin, form=c.alpha_form)
+                                         temperature=c.temperature, margin=c.margin, form=c.alpha_form,
+                                         normalise_by=c.transitive_normalise)
             terms["transitive"] = result.loss
             metrics["stat/alpha_positive_fraction"] = float(result.positive_fraction)
             metrics["stat/alpha_mean_positive"] = float(result.mean_positive_alpha)

@@ -1,0 +1,186 @@
+"""`dist-train launch`: check the runs on the submit host, submit them through submitit, say where they are.
+
+Every point of a sweep is loaded and validated here first, so a wrong key fails before anything
+is queued; the built-in benchmark is prepared here too (once, on the submit host) rather than by
+every task at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from dist_train.config import ConfigError, load_config
+from dist_train.launch.executor import SlurmOptions, make_executor, sbatch_script
+from dist_train.launch.sweep import point_name, sweep_points
+from dist_train.train.config import TrainConfig
+from dist_train.train.main import load_train_config
+
+
+@dataclass
+class Run:
+    """One training run of a launch: its overrides and where it writes."""
+
+    overrides: list[str]
+    out_dir: Path
+    point: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Launch:
+    """What was submitted: one job per run (array elements for a sweep) and the submitit folder."""
+
+    jobs: list[Any]
+    runs: list[Run]
+    job_dir: Path
+
+
+def plan_train_runs(config: Path | None, overrides: list[str], sweep: list[str], sweep_file: Path | None) -> list[Run]:
+    """The runs of a launch, each config loaded and validated; a sweep puts each point in out_dir/<point>."""
+    points = sweep_points(sweep, sweep_file)
+    if load_config(TrainConfig, config, overrides).out_dir is None:  # launch names the run after its config
+        overrides = [*overrides, f"out_dir=runs/{Path(config).stem if config else 'run'}"]
+    base = load_train_config(str(config) if config else None, overrides)
+    base_out = Path(base.out_dir).resolve()
+    if points == [[]]:
+        return [Run([*overrides, f"out_dir={base_out}"], base_out)]
+    runs = []
+    for point in points:
+        out_dir = base_out / point_name(point)
+        run = Run([*overrides, *point, f"out_dir={out_dir}"], out_dir, point)
+        load_train_config(str(config) if config else None, run.overrides)  # a bad value fails here, naming it
+        runs.append(run)
+    names = [r.out_dir for r in runs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"sweep: two points share a folder name; rename the values ({names})")
+    return runs
+
+
+def default_job_dir(runs: list[Run]) -> Path:
+    """submitit's folder (pickles, logs `<jobid>_<task>_log.out`): beside the run, or the sweep's root."""
+    root = runs[0].out_dir if len(runs) == 1 and not runs[0].point else runs[0].out_dir.parent
+    return root / "submitit"
+
+
+def launch_train(config: Path | None, overrides: list[str], opts: SlurmOptions, *, sweep: list[str] = (),
+                 sweep_file: Path | None = None, job_dir: Path | None = None, local: bool = False,
+                 dry_run: bool = False, out: TextIO = sys.stdout) -> Launch | None:
+    """Submit `dist-train train` (one job, or a job array over a sweep); None for a dry run."""
+    from dist_train.cli import ensure_training_data
+    from dist_train.launch.job import TrainJob
+
+    runs = plan_train_runs(config, list(overrides), list(sweep), sweep_file)
+    job_dir = Path(job_dir).resolve() if job_dir else default_job_dir(runs)
+    if dry_run:
+        out.write(sbatch_script(opts, job_dir, array_size=len(runs) if runs[0].point else None))
+        out.write("\n")
+        return None
+    config_path = str(Path(config).resolve()) if config else None
+    prepared = set()
+    for run in runs:
+        cfg = load_train_config(config_path, run.overrides)
+        if cfg.data.shards not in prepared:
+            ensure_training_data(cfg)
+            prepared.add(cfg.data.shards)
+    executor = make_executor(opts, job_dir, local=local)
+    workdir = os.getcwd()
+    if len(runs) == 1 and not runs[0].point:
+        jobs = [executor.submit(TrainJob(config_path, runs[0].overrides, workdir))]
+    else:
+        with executor.batch():
+            jobs = [executor.submit(TrainJob(config_path, run.overrides, workdir)) for run in runs]
+    launched = Launch(jobs, runs, job_dir)
+    print_launch(launched, opts, local, out)
+    return launched
+
+
+def launch_preprocess(input_dir: Path, out_dir: Path, config: Path | None, overrides: list[str], opts: SlurmOptions,
+                      *, job_dir: Path | None = None, local: bool = False, dry_run: bool = False,
+                      out: TextIO = sys.stdout) -> Launch | None:
+    """Submit `dist-train preprocess` as a one-node job (Ray runs inside the allocation); None for a dry run."""
+    from dist_train.launch.job import PreprocessJob
+    from dist_train.preprocess.config import PreprocessConfig, validate
+
+    if opts.nodes != 1 or opts.ntasks_per_node() != 1:
+        raise ValueError(f"--target preprocess runs one task on one node (got --nodes {opts.nodes}, "
+                         f"{opts.ntasks_per_node()} task(s) per node); for a Ray cluster over several nodes "
+                         "submit cluster/ray/preprocess.sbatch")
+    load_config(PreprocessConfig, config, overrides, validate)  # a bad key fails before anything is queued
+    input_dir, out_dir = Path(input_dir).resolve(), Path(out_dir).resolve()
+    if not input_dir.is_dir():
+        raise FileNotFoundError(f"--in: no such folder: {input_dir}")
+    run = Run(list(overrides), out_dir)
+    job_dir = Path(job_dir).resolve() if job_dir else out_dir.parent / f"{out_dir.name}.submitit"
+    if dry_run:
+        out.write(sbatch_script(opts, job_dir) + "\n")
+        return None
+    executor = make_executor(opts, job_dir, local=local)
+    job = executor.submit(PreprocessJob(str(input_dir), str(out_dir), str(Path(config).resolve()) if config else None,
+                                        list(overrides), os.getcwd()))
+    launched = Launch([job], [run], job_dir)
+    where = "locally" if local else "on SLURM (1 node, Ray on its CPUs)"
+    out.write(f"submitted job {job.job_id} {where}\n  out:  {out_dir} (summary.json when done)\n"
+              f"  logs: {job_dir}/<job id>_0_log.out and .err\n")
+    if not local:
+        out.write(f"  cancel: dist-train launch --cancel {job.job_id}\n")
+    out.flush()
+    return launched
+
+
+def print_launch(launched: Launch, opts: SlurmOptions, local: bool, out: TextIO) -> None:
+    jobs, runs = launched.jobs, launched.runs
+    where = "locally" if local else f"on SLURM ({opts.nodes} node(s) x {opts.ntasks_per_node()} task(s))"
+    if len(jobs) == 1 and not runs[0].point:
+        out.write(f"submitted job {jobs[0].job_id} {where}\n")
+        out.write(f"  out_dir:     {runs[0].out_dir}\n")
+    else:
+        array_id = str(jobs[0].job_id).split("_")[0]
+        out.write(f"submitted job array {array_id} {where}: {len(jobs)} runs\n")
+        for job, run in zip(jobs, runs):
+            out.write(f"  job {job.job_id}: {' '.join(run.point)} -> {run.out_dir}\n")
+    single = len(runs) == 1 and not runs[0].point
+    out.write(f"  logs:        {launched.job_dir}/<job id>_<task>_log.out and .err\n")
+    out.write(f"  checkpoints: {runs[0].out_dir / 'checkpoints' if single else '<out_dir>/checkpoints'}\n")
+    # A sweep's root holds every point's tb/ folder: TensorBoard shows them side by side.
+    out.write(f"  TensorBoard: tensorboard --logdir {runs[0].out_dir / 'tb' if single else runs[0].out_dir.parent}\n")
+    if not local:
+        ids = " ".join(sorted({str(j.job_id).split('_')[0] for j in jobs}))
+        out.write(f"  cancel:      dist-train launch --cancel {ids}\n")
+    out.flush()
+
+
+def wait_for(launched: Launch, out: TextIO = sys.stdout) -> int:
+    """Wait for every job; a failed job's remote traceback is printed. Returns the number of failed jobs."""
+    failed = 0
+    for job, run in zip(launched.jobs, launched.runs):
+        try:
+            results = job.results()
+        except Exception as exc:  # submitit's FailedJobError / UncompletedJobError carry the remote traceback
+            failed += 1
+            out.write(f"job {job.job_id} ({run.out_dir}) failed: {job.state}\n{exc}\n")
+            continue
+        step = results[0].get("step") if results and isinstance(results[0], dict) else None
+        out.write(f"job {job.job_id} finished{'' if step is None else f' at step {step}'}: {run.out_dir}\n")
+    out.flush()
+    return failed
+
+
+def cancel(job_ids: list[str], job_dir: Path | None = None, out: TextIO = sys.stdout) -> None:
+    """scancel through submitit, for the ids `dist-train launch` printed."""
+    import re
+    import subprocess
+
+    from submitit.slurm.slurm import SlurmJob
+
+    for job_id in job_ids:
+        if not re.fullmatch(r"\d+(_\d+)?", str(job_id)):
+            raise ValueError(f"--cancel {job_id!r}: not a SLURM job id (1234, or 1234_5 for an array element)")
+        try:
+            SlurmJob(folder=job_dir or Path.cwd(), job_id=str(job_id)).cancel(check=True)
+        except (subprocess.CalledProcessError, OSError) as exc:
+            raise RuntimeError(f"scancel {job_id} failed: {exc}") from None
+        out.write(f"cancelled job {job_id}\n")
+    out.flush()

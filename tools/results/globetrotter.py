@@ -1,0 +1,133 @@
+"""Regenerate the Globetrotter table of docs/results.md: train every row, evaluate it, print the table.
+
+Each row is `configs/globetrotter-results.yaml` plus a few overrides (the paper's baselines and
+single-loss ablations), trained with `dist-train train` (DeepSpeed ZeRO-2, 2 local processes) and
+evaluated with `dist-train eval` on the test split. A row whose evaluation exists is not trained
+again, so an interrupted regeneration continues where it stopped.
+
+    python tools/results/globetrotter.py                      # all rows, table on stdout
+    python tools/results/globetrotter.py --rows globetrotter,text-only
+    python tools/results/globetrotter.py --write docs/results.md   # also replace the table there
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = "configs/globetrotter-results.yaml"
+SHARDS = "shards/world-demo"
+BEGIN, END = "<!-- globetrotter-table:begin -->", "<!-- globetrotter-table:end -->"
+
+# name -> (what it is, overrides); the order of the paper's figure 5
+ROWS = {
+    "supervised": ("fully supervised: alpha = 1 for captions that translate each other", ["objective.supervised=true"]),
+    "globetrotter": ("Globetrotter, all four losses (paper forms)", []),
+    "globetrotter-code": ("Globetrotter, the published code's L_t alpha and normalisation",
+                          ["objective.alpha_form=code"]),
+    "no-cloze": ("without L_c", ["objective.cloze=0"]),
+    "no-transitive": ("without L_t", ["objective.transitive=0"]),
+    "no-visual": ("without L_v", ["objective.visual=0"]),
+    "no-cross-modal": ("without L_x", ["objective.cross_modal=0"]),
+    "text-only": ("text-only: no images, no image losses", ["objective.text_only=true"]),
+}
+
+
+def commands(name: str, runs: Path, processes: int) -> tuple[list[str], list[str]]:
+    out = runs / name
+    train = ["dist-train", "train", "--config", CONFIG, "--nproc-per-node", str(processes), f"out_dir={out}",
+             *ROWS[name][1]]
+    evaluate = ["dist-train", "eval", "--checkpoint", str(out / "checkpoints"), "--shards", SHARDS,
+                "--out", str(out / "eval"), "--no-word-translation"]
+    return train, evaluate
+
+
+def run_row(name: str, runs: Path, processes: int) -> dict:
+    metrics_path = (runs if runs.is_absolute() else ROOT / runs) / name / "eval" / "metrics.json"
+    if not metrics_path.is_file():
+        for cmd in commands(name, runs, processes):
+            print("$", shlex.join(cmd), flush=True)
+            t0 = time.perf_counter()
+            exe = [str(Path(sys.executable).parent / cmd[0]), *cmd[1:]]
+            subprocess.run(exe, cwd=ROOT, check=True)
+            print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return json.loads(metrics_path.read_text())
+
+
+def table(results: dict[str, dict], runs: Path, processes: int) -> str:
+    lines = ["| row | sentence translation, all pairs (%) | disjoint-script pairs (%) | command |",
+             "|---|---|---|---|"]
+    chance_all = chance_disjoint = None
+    for name, m in results.items():
+        st = m["sentence_translation"]
+        overall, disjoint = st["retrieved_positives"], st["disjoint_script_pairs"]
+        chance_all, chance_disjoint = overall["chance"], disjoint["chance"]
+        train, evaluate = commands(name, runs, processes)
+        lines.append(f"| {ROWS[name][0]} | {overall['value']:.2f} | {disjoint['value']:.2f} | "
+                     f"`{shlex.join(train)} && {shlex.join(evaluate)}` |")
+    if chance_all is not None:
+        lines.append(f"| chance | {chance_all:.2f} | {chance_disjoint:.2f} | |")
+    return "\n".join(lines)
+
+
+def checks(results: dict[str, dict]) -> list[str]:
+    """The outcomes the paper reports, stated as pass/fail against these numbers."""
+    def disjoint(name: str) -> float:
+        return results[name]["sentence_translation"]["disjoint_script_pairs"]["value"]
+
+    def overall(name: str) -> float:
+        return results[name]["sentence_translation"]["retrieved_positives"]["value"]
+
+    out = []
+    if {"globetrotter", "text-only"} <= results.keys():
+        ratio = disjoint("globetrotter") / max(disjoint("text-only"), 1e-9)
+        out.append(f"Globetrotter / text-only on disjoint-script pairs: {ratio:.2f}x (target >= 3x): "
+                   f"{'met' if ratio >= 3 else 'NOT met'}")
+    if "globetrotter" in results:
+        chance = results["globetrotter"]["sentence_translation"]["retrieved_positives"]["chance"]
+        out.append(f"Globetrotter / chance, all pairs: {overall('globetrotter') / chance:.2f}x")
+    if {"globetrotter", "supervised"} <= results.keys():
+        out.append(f"supervised above Globetrotter: {'met' if overall('supervised') > overall('globetrotter') else 'NOT met'}"
+                   f" ({overall('supervised'):.2f} vs {overall('globetrotter'):.2f})")
+    ablations = [n for n in ("globetrotter", "no-cloze", "no-transitive", "no-visual", "no-cross-modal") if n in results]
+    if len(ablations) > 2:
+        values = [overall(n) for n in ablations]
+        ordered = all(a >= b for a, b in zip(values[:3], values[1:3])) and min(values[:3]) >= max(values[3:], default=0)
+        out.append("ablation order of figure 5 (full >= -L_c >= -L_t >= {-L_v, -L_x}): "
+                   f"{'met' if ordered else 'NOT met'} ({', '.join(f'{n} {v:.2f}' for n, v in zip(ablations, values))})")
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of: " + ", ".join(ROWS))
+    parser.add_argument("--runs", type=Path, default=Path("runs/results/globetrotter"))
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--write", type=Path, help=f"replace the table between {BEGIN} and {END} in this file")
+    args = parser.parse_args()
+    names = [n for n in args.rows.split(",") if n]
+    unknown = [n for n in names if n not in ROWS]
+    if unknown:
+        parser.error(f"unknown rows {unknown}; choose from {', '.join(ROWS)}")
+    for name in names:  # in the order asked for; the table keeps the figure's order
+        run_row(name, args.runs, args.processes)
+    results = {name: run_row(name, args.runs, args.processes) for name in ROWS if name in names}
+    text = table(results, args.runs, args.processes) + "\n\n" + "\n".join(f"- {c}" for c in checks(results))
+    print(text)
+    if args.write:
+        doc = args.write.read_text()
+        if BEGIN not in doc or END not in doc:
+            raise SystemExit(f"{args.write} has no {BEGIN} ... {END} markers")
+        head, rest = doc.split(BEGIN, 1)
+        args.write.write_text(head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
