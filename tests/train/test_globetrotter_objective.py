@@ -68,3 +68,38 @@ def test_default_augmentation_changes_the_views():
     images, plain = _step_images({})
     assert (images[:6] - plain).abs().mean() > 0.05
     assert (images[:6] - images[6:]).abs().mean() > 0.05
+
+
+class _TokenRecorder(_Recorder):
+    def __init__(self, model: torch.nn.Module):
+        super().__init__(model)
+        self.calls: list[dict] = []
+
+    def forward(self, **inputs):
+        self.calls.append(inputs)
+        return self.model(**inputs)
+
+
+@pytest.mark.parametrize("objective, clean_forwards, masked_forwards", [
+    ({}, 0, 1),  # the published code: one forward over the masked captions
+    ({"masked_text": "cloze"}, 1, 1),  # contrastive losses on the captions as written, L_c on masked ones
+    ({"cloze": 0.0}, 1, 0),  # no cloze loss: nothing is masked
+])
+def test_masked_text_decides_which_losses_see_masked_captions(objective, clean_forwards, masked_forwards):
+    cfg = TrainConfig(out_dir="unused", model_config=dict(TINY_MODEL), objective=objective)
+    cfg.data.image_size = 32
+    obj = GlobetrotterObjective(cfg, VOCAB)
+    torch.manual_seed(0)
+    engine = _TokenRecorder(obj.build_model())
+    tokens = torch.randint(5, VOCAB.size, (6, 9))
+    batch = {"tokens": tokens, "images": torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8),
+             "groups": torch.arange(6), "keys": [str(i) for i in range(6)]}
+    loss, metrics = obj.loss(engine, batch, torch.Generator().manual_seed(1), torch.device("cpu"), 0)
+    assert torch.isfinite(loss) and ("cloze" in metrics) == (masked_forwards == 1)
+    clean = [call for call in engine.calls if torch.equal(call["tokens"], tokens)]
+    masked = [call for call in engine.calls if not torch.equal(call["tokens"], tokens)]
+    assert (len(clean), len(masked)) == (clean_forwards, masked_forwards)
+    contrastive = clean[0] if clean else masked[0]
+    assert contrastive.get("images") is not None
+    if clean and masked:  # the cloze forward does not run the image network again
+        assert masked[0].get("images") is None

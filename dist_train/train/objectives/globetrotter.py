@@ -41,6 +41,10 @@ class GlobetrotterObjectiveConfig:
     text_only: bool = False  # baseline: no images, no image losses (only L_c remains)
     p_predict: float = 1 / 6
     p_corrupt: float = 0.2
+    # Which losses see the cloze-masked captions: "all" (one text forward serves every loss, as the
+    # published code does) or "cloze" (the contrastive losses see the captions as written, at the cost
+    # of a second text forward). With the cloze loss off, no loss sees masked captions.
+    masked_text: str = "all"
     # SimCLR augmentation of both views (keys of dist_train.models.augment.AugmentConfig; empty: SimCLR's
     # defaults). Data whose captions name colours, sides or counts needs augmentations that keep the
     # caption true (no flips, no hue shift, no grayscale, mild crops), or L_x has nothing consistent to learn.
@@ -73,6 +77,8 @@ def _objective_config(raw: dict[str, Any]) -> GlobetrotterObjectiveConfig:
     for key in ("loss_form", "alpha_form"):
         if getattr(cfg, key) not in ("paper", "code"):
             raise ConfigError(f"config key 'objective.{key}' = {getattr(cfg, key)!r}: use paper or code")
+    if cfg.masked_text not in ("all", "cloze"):
+        raise ConfigError(f"config key 'objective.masked_text' = {cfg.masked_text!r}: use all or cloze")
     if cfg.transitive_normalise not in (None, "anchors", "alpha"):
         raise ConfigError(f"config key 'objective.transitive_normalise' = {cfg.transitive_normalise!r}: "
                           "use anchors or alpha")
@@ -122,7 +128,12 @@ class GlobetrotterObjective:
             images = torch.cat([augment_batch(pixels, generator, augment), augment_batch(pixels, generator, augment)])
         if images is not None:
             images = images.to(_float_dtype(engine))  # bf16 / fp16 engines hold their weights in that type
-        out = engine(tokens=inputs, images=images, cloze_positions=labels != IGNORE_INDEX)
+        if c.masked_text == "all" and c.cloze > 0:
+            out = engine(tokens=inputs, images=images, cloze_positions=labels != IGNORE_INDEX)
+        else:
+            out = engine(tokens=tokens.to(device), images=images)
+            if c.cloze > 0:
+                out["cloze_logits"] = engine(tokens=inputs, cloze_positions=labels != IGNORE_INDEX)["cloze_logits"]
         out = {k: v.float() if v.is_floating_point() else v for k, v in out.items()}  # losses in fp32
         n = tokens.shape[0]
         terms: dict[str, torch.Tensor] = {}
