@@ -80,3 +80,12 @@ def require(condition: bool, key: str, value: Any, why: str) -> None:
     """Raise ConfigError naming `key` and `value` unless `condition` holds."""
     if not condition:
         raise ConfigError(f"config key '{key}' = {value!r}: {why}")
+
+
+def check_known_keys(raw: Any, settings_class: type, prefix: str, what: str, exclude: Iterable[str] = ()) -> None:
+    """Raise ConfigError naming `prefix.key` for any key of the mapping `raw` that is not a field of
+    the dataclass `settings_class` (free-form config dicts such as `objective` are checked here)."""
+    known = {f.name for f in fields(settings_class)} - set(exclude)
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"config key '{prefix}.{key}' is not {what} (known: {', '.join(sorted(known))})")

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
-from dist_train.config import ConfigError
+from dist_train.config import ConfigError, check_known_keys
 from dist_train.losses import cloze_loss, cross_modal_loss, simclr_loss, transitive_loss
 from dist_train.models.registry import build_model
 from dist_train.models.text_batch import IGNORE_INDEX, mask_for_cloze
@@ -57,19 +57,11 @@ def _augment_settings(raw: Any) -> dict[str, Any]:
 
 
 def _objective_config(raw: dict[str, Any]) -> GlobetrotterObjectiveConfig:
-    known = {f.name for f in fields(GlobetrotterObjectiveConfig)}
-    for key in raw:
-        if key not in known:
-            raise ConfigError(f"config key 'objective.{key}' is not a setting of the globetrotter objective "
-                              f"(known: {', '.join(sorted(known))})")
+    check_known_keys(raw, GlobetrotterObjectiveConfig, "objective", "a setting of the globetrotter objective")
     cfg = GlobetrotterObjectiveConfig(**raw)
     from dist_train.models.augment import AugmentConfig
 
-    augment_keys = {f.name for f in fields(AugmentConfig)} - {"size"}
-    for key, value in dict(cfg.augment).items():
-        if key not in augment_keys:
-            raise ConfigError(f"config key 'objective.augment.{key}' is not an augmentation setting "
-                              f"(known: {', '.join(sorted(augment_keys))})")
+    check_known_keys(cfg.augment, AugmentConfig, "objective.augment", "an augmentation setting", exclude=["size"])
     try:
         AugmentConfig(**_augment_settings(cfg.augment))
     except (TypeError, ValueError) as exc:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from dist_train.config import ConfigError
+from dist_train.config import ConfigError, check_known_keys
 from dist_train.losses.smalr import adversarial_ramp, language_adversary_loss, mclm_loss, neighbourhood_loss
 from dist_train.losses.triplet import MULE_HARD_NEGATIVES, MULE_IMAGE_WEIGHT, MULE_MARGIN, triplet_ranking_loss
 from dist_train.models.hem import MASK, full_vocabulary_parameters
@@ -68,22 +68,15 @@ class SmalrObjectiveConfig:
 
 
 def _objective_config(raw: dict[str, Any]) -> tuple[SmalrObjectiveConfig, HemSettings]:
-    known = {f.name for f in fields(SmalrObjectiveConfig)}
-    for key in raw:
-        if key not in known:
-            raise ConfigError(f"config key 'objective.{key}' is not a setting of the smalr objective "
-                              f"(known: {', '.join(sorted(known))})")
+    check_known_keys(raw, SmalrObjectiveConfig, "objective", "a setting of the smalr objective")
     cfg = SmalrObjectiveConfig(**raw)
     if cfg.weighted_direction not in ("text_anchored", "image_anchored"):
         raise ConfigError(f"config key 'objective.weighted_direction' = {cfg.weighted_direction!r}: "
                           "use text_anchored or image_anchored")
     if not 0.0 < cfg.mask_p < 1.0:
         raise ConfigError(f"config key 'objective.mask_p' = {cfg.mask_p!r}: must be in (0, 1)")
-    hem_known = {f.name for f in fields(HemSettings)}
     hem_raw = dict(cfg.hem)
-    for key in hem_raw:
-        if key not in hem_known:
-            raise ConfigError(f"config key 'objective.hem.{key}' is not a HEM setting (known: {', '.join(sorted(hem_known))})")
+    check_known_keys(hem_raw, HemSettings, "objective.hem", "a HEM setting")
     hem = HemSettings(**{k: (dict(v) if k == "vec_paths" else list(v) if k == "unsegmented" else v)
                          for k, v in hem_raw.items()})
     hem.validate()

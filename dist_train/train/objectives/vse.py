@@ -25,13 +25,13 @@ from __future__ import annotations
 import json
 import logging
 import random
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from dist_train.config import ConfigError
+from dist_train.config import ConfigError, check_known_keys
 from dist_train.losses import triplet_ranking_loss
 from dist_train.models.registry import build_model
 from dist_train.train.config import TrainConfig
@@ -51,11 +51,7 @@ class VSEObjectiveConfig:
 
 
 def _objective_config(raw: dict[str, Any]) -> VSEObjectiveConfig:
-    known = {f.name for f in fields(VSEObjectiveConfig)}
-    for key in raw:
-        if key not in known:
-            raise ConfigError(f"config key 'objective.{key}' is not a setting of the vsepp objective "
-                              f"(known: {', '.join(sorted(known))})")
+    check_known_keys(raw, VSEObjectiveConfig, "objective", "a setting of the vsepp objective")
     cfg = VSEObjectiveConfig(**raw)
     if not 0.0 <= cfg.p_c2c <= 1.0:
         raise ConfigError(f"config key 'objective.p_c2c' = {cfg.p_c2c!r}: must be in [0, 1]")
