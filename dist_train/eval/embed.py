@@ -93,41 +93,42 @@ def embed_tokens(forward: Callable[[torch.Tensor], torch.Tensor], tokens: list[n
                          batch_size)
 
 
+def _one_per_image(root: str | Path, split: str, image_ids: list[str], what: str, read: Callable[[str, dict], Any]) -> list:
+    """`read(tar, raw)` of the first sample of each image in `image_ids`, in that order."""
+    wanted = {image_id: i for i, image_id in enumerate(image_ids)}
+    found: list[Any] = [None] * len(image_ids)
+    for tar in list_finished_shards(Path(root), split):
+        for raw in iter_shard(tar):
+            i = wanted.get(json.loads(raw["json"])["image_id"])
+            if i is not None and found[i] is None:
+                found[i] = read(str(tar), raw)
+    missing = [image_ids[i] for i, item in enumerate(found) if item is None]
+    if missing:
+        raise ValueError(f"{split}: no {what} found for {len(missing)} image ids (first: {missing[0]})")
+    return found
+
+
 def read_split_images(root: str | Path, split: str, image_ids: list[str], size: int) -> torch.Tensor:
     """The split's images in the order of `image_ids`, resized and centre-cropped to `size`, normalised."""
     from PIL import Image
 
     from dist_train.models.augment import eval_transform
 
-    wanted = {image_id: i for i, image_id in enumerate(image_ids)}
-    pixels: list[torch.Tensor | None] = [None] * len(image_ids)
-    for tar in list_finished_shards(Path(root), split):
-        for raw in iter_shard(tar):
-            i = wanted.get(json.loads(raw["json"])["image_id"])
-            if i is None or pixels[i] is not None:
-                continue
-            image = Image.open(io.BytesIO(raw["jpg"])).convert("RGB")
-            pixels[i] = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
-    missing = [image_ids[i] for i, p in enumerate(pixels) if p is None]
-    if missing:
-        raise ValueError(f"{split}: no image found for {len(missing)} image ids (first: {missing[0]})")
+    def read(tar: str, raw: dict) -> torch.Tensor:
+        image = Image.open(io.BytesIO(raw["jpg"])).convert("RGB")
+        return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+    pixels = _one_per_image(root, split, image_ids, "image", read)
     return torch.cat([eval_transform(p[None], size=size) for p in pixels])
 
 
 def read_split_features(root: str | Path, split: str, image_ids: list[str]) -> torch.Tensor:
     """The split's precomputed image features (`<key>.features.npy`) in the order of `image_ids`, float32."""
-    wanted = {image_id: i for i, image_id in enumerate(image_ids)}
-    rows: list[np.ndarray | None] = [None] * len(image_ids)
-    for tar in list_finished_shards(Path(root), split):
-        for raw in iter_shard(tar):
-            i = wanted.get(json.loads(raw["json"])["image_id"])
-            if i is None or rows[i] is not None:
-                continue
-            if "features.npy" not in raw:
-                raise ValueError(f"{tar}: samples have no image features; run dist-train preprocess with "
-                                 "features.enabled=true")
-            rows[i] = np.load(io.BytesIO(raw["features.npy"]), allow_pickle=False)
-    missing = [image_ids[i] for i, r in enumerate(rows) if r is None]
-    if missing:
-        raise ValueError(f"{split}: no features found for {len(missing)} image ids (first: {missing[0]})")
+    def read(tar: str, raw: dict) -> np.ndarray:
+        if "features.npy" not in raw:
+            raise ValueError(f"{tar}: samples have no image features; run dist-train preprocess with "
+                             "features.enabled=true")
+        return np.load(io.BytesIO(raw["features.npy"]), allow_pickle=False)
+
+    rows = _one_per_image(root, split, image_ids, "features", read)
     return torch.from_numpy(np.stack(rows).astype(np.float32))
