@@ -14,6 +14,11 @@ first-pass forward and restored before its second pass, so dropout draws the sam
 step the RNG is left where the first pass left it, as if the batch had been embedded once.
 
 The loss may itself be distributed (``gather_with_grad`` inside): its collectives run once, in step 2.
+
+Layers that couple the samples of a batch (BatchNorm in training mode) see one sub-batch at a time,
+as each rank's micro-batch does in data-parallel training; their running statistics would be updated
+twice per sub-batch (once per pass), so ``restore_buffers_of`` puts the buffers back after the first
+pass and only the second pass updates them.
 """
 
 from __future__ import annotations
@@ -86,6 +91,8 @@ def grad_cache_step(
     loss_fn: Callable[..., Any],
     *,
     no_sync: Callable[[], contextlib.AbstractContextManager] | None = None,
+    backward: Callable[[torch.Tensor, bool], None] | None = None,
+    restore_buffers_of: torch.nn.Module | None = None,
     restore_rng: bool = True,
 ) -> Any:
     """Accumulate into the parameters' ``.grad`` the gradient of ``loss_fn`` over the whole batch.
@@ -96,17 +103,28 @@ def grad_cache_step(
     returns is returned, its loss already backpropagated.
     no_sync: e.g. ``ddp_model.no_sync``, entered for every sub-batch backward but the last so DDP
         reduces gradients once.
+    backward(surrogate, last): runs the backward of each sub-batch's surrogate (default
+        ``surrogate.backward()``); a DeepSpeed engine marks all but the last as inside the
+        accumulation and runs ``engine.backward`` (see ``train/objectives/globetrotter.py``).
+    restore_buffers_of: a module whose buffers (BatchNorm running statistics) are put back after the
+        first pass, so that each sub-batch updates them once, in its second pass.
     restore_rng: replay each sub-batch's RNG state in the second forward (off only to show why).
     """
     if not sub_batches:
         raise ValueError("grad_cache_step needs at least one sub-batch")
     rng_states: list[RngState] = []
     cached: list[tuple[torch.Tensor, ...]] = []
+    buffers = ([b.detach().clone() for b in restore_buffers_of.buffers()]
+               if restore_buffers_of is not None else [])
     with torch.no_grad():
         for sub_batch in sub_batches:
             rng_states.append(RngState.capture())
             cached.append(tuple(out.detach() for out in _as_tuple(model_fn(sub_batch))))
     rng_after_first_pass = RngState.capture()
+    if restore_buffers_of is not None:
+        with torch.no_grad():
+            for buffer, saved in zip(restore_buffers_of.buffers(), buffers):
+                buffer.copy_(saved)
 
     output_count = len(cached[0])
     full = [torch.cat([chunk[k] for chunk in cached]).requires_grad_() for k in range(output_count)]
@@ -125,7 +143,10 @@ def grad_cache_step(
             surrogate = sum(
                 (out * grad[start : start + out.shape[0]]).sum() for out, grad, start in zip(outputs, grads, starts)
             )
-            surrogate.backward()
+            if backward is None:
+                surrogate.backward()
+            else:
+                backward(surrogate, last)
         starts = [start + out.shape[0] for start, out in zip(starts, outputs)]
     rng_after_first_pass.restore()
     return result

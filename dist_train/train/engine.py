@@ -55,8 +55,12 @@ def setup_process_group() -> tuple[int, int, torch.device]:
     return dist.get_rank(), dist.get_world_size(), device
 
 
-def deepspeed_config(cfg: TrainConfig, total_steps: int, world_size: int) -> dict[str, Any]:
-    """The engine's JSON from configs/deepspeed plus what this experiment decides (batch, optimizer, schedule)."""
+def deepspeed_config(cfg: TrainConfig, total_steps: int, world_size: int, micro_batches: int = 1) -> dict[str, Any]:
+    """The engine's JSON from configs/deepspeed plus what this experiment decides (batch, optimizer, schedule).
+
+    micro_batches: backward passes per optimizer step (an objective's gradient-cached sub-batches); DeepSpeed
+    counts them as gradient accumulation steps of data.batch_size / micro_batches samples.
+    """
     path = Path(cfg.deepspeed.config)
     if not path.is_file():
         raise TrainError(f"deepspeed.config: file not found: {path}")
@@ -72,8 +76,8 @@ def deepspeed_config(cfg: TrainConfig, total_steps: int, world_size: int) -> dic
         ds["fp16"] = {"enabled": cfg.deepspeed.precision == "fp16"}
     if cfg.deepspeed.gradient_clipping is not None:
         ds["gradient_clipping"] = cfg.deepspeed.gradient_clipping
-    ds["train_micro_batch_size_per_gpu"] = cfg.data.batch_size
-    ds["gradient_accumulation_steps"] = 1
+    ds["train_micro_batch_size_per_gpu"] = cfg.data.batch_size // micro_batches
+    ds["gradient_accumulation_steps"] = micro_batches
     ds["train_batch_size"] = cfg.data.batch_size * world_size
     ds["optimizer"] = {"type": "AdamW", "params": {"lr": cfg.optim.lr, "betas": list(cfg.optim.betas),
                                                    "eps": cfg.optim.eps, "weight_decay": cfg.optim.weight_decay}}
@@ -148,7 +152,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     loader = build_train_loader(cfg, vocab, rank, world_size)
     steps_per_epoch = loader.steps_per_epoch
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
-    ds_config = deepspeed_config(cfg, total_steps, world_size)
+    ds_config = deepspeed_config(cfg, total_steps, world_size, getattr(objective, "micro_batches", 1))
     engine, _, _, scheduler = deepspeed.initialize(
         model=model, model_parameters=parameter_groups(model, cfg.optim.weight_decay), config=ds_config)
 
@@ -184,8 +188,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         batch = next(batches)
         t_compute = time.perf_counter()
         window["data"] += t_compute - t_data
-        loss, metrics = objective.loss(engine, batch, generator, device, step)
-        engine.backward(loss)
+        if hasattr(objective, "backward_step"):  # objectives that run their own backward (gradient caching)
+            metrics = objective.backward_step(engine, batch, generator, device, step)
+        else:
+            loss, metrics = objective.loss(engine, batch, generator, device, step)
+            engine.backward(loss)
         engine.step()
         step += 1
         window["compute"] += time.perf_counter() - t_compute

@@ -111,3 +111,44 @@ def test_split_batch_handles_nested_structures():
     assert chunks[2]["c"][0].shape == (1, 1)
     with pytest.raises(ValueError):
         split_batch({"x": "no tensor"}, 2)
+
+
+def test_batchnorm_running_statistics_are_updated_once_per_sub_batch():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(FEATURES, 8), nn.BatchNorm1d(8), nn.Linear(8, EMBED)).double()
+    batch = torch.randn(BATCH, FEATURES, dtype=torch.float64)
+    reference = nn.Sequential(nn.Linear(FEATURES, 8), nn.BatchNorm1d(8), nn.Linear(8, EMBED)).double()
+    reference.load_state_dict(model.state_dict())
+    for sub_batch in split_batch(batch, 5):
+        reference(sub_batch)  # each sub-batch seen once in training mode
+    bn, expected = model[1], reference[1]
+
+    def loss_fn(emb):
+        return F.normalize(emb, dim=-1).sum()
+
+    grad_cache_step(model, split_batch(batch, 5), loss_fn, restore_buffers_of=model)
+    assert int(bn.num_batches_tracked) == len(split_batch(batch, 5)) == 2
+    torch.testing.assert_close(bn.running_mean, expected.running_mean)
+    torch.testing.assert_close(bn.running_var, expected.running_var)
+
+    model.load_state_dict(reference.state_dict())  # without the restore both passes count
+    before = int(bn.num_batches_tracked)
+    grad_cache_step(model, split_batch(batch, 5), loss_fn)
+    assert int(bn.num_batches_tracked) - before == 4
+
+
+def test_backward_callback_gets_every_surrogate_and_marks_the_last():
+    model, batch = make(dropout=0.0)
+    contrastive_losses(*model(batch)).backward()
+    expected = grads_of(model)
+    model.zero_grad()
+    calls = []
+
+    def backward(surrogate, last):
+        calls.append(last)
+        surrogate.backward()
+
+    grad_cache_step(model, split_batch(batch, CHUNK), contrastive_losses, backward=backward)
+    assert calls == [False, False, False, True]
+    for g, e in zip(grads_of(model), expected):
+        torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-12)

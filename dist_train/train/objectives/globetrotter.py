@@ -49,6 +49,11 @@ class GlobetrotterObjectiveConfig:
     # defaults). Data whose captions name colours, sides or counts needs augmentations that keep the
     # caption true (no flips, no hue shift, no grayscale, mild crops), or L_x has nothing consistent to learn.
     augment: dict[str, Any] = field(default_factory=dict)
+    # Gradient caching (dist_train/losses/grad_cache.py): > 0 embeds each rank's batch in sub-batches of
+    # this many captions, so the contrastive batch can outgrow what fits in activation memory; gradients
+    # equal the whole batch's (BatchNorm excepted: it normalises each sub-batch on its own, as it
+    # normalises each rank's batch). Must divide data.batch_size. 0: off.
+    grad_cache_chunk: int = 0
 
 
 def _augment_settings(raw: Any) -> dict[str, Any]:
@@ -82,6 +87,10 @@ class GlobetrotterObjective:
         self.run = cfg
         self.vocab = vocab
         self.cfg = _objective_config(dict(cfg.objective))
+        chunk = self.cfg.grad_cache_chunk
+        if chunk < 0 or (chunk and cfg.data.batch_size % chunk):
+            raise ConfigError(f"config key 'objective.grad_cache_chunk' = {chunk}: use 0 (off) or a divisor of "
+                              f"data.batch_size ({cfg.data.batch_size})")
         if self.cfg.text_only:
             self.cfg.cross_modal = self.cfg.visual = 0.0
             if not self.cfg.supervised:
@@ -103,7 +112,13 @@ class GlobetrotterObjective:
         c = self.cfg
         return not c.text_only and (c.cross_modal > 0 or c.visual > 0 or (c.transitive > 0 and not c.supervised))
 
-    def loss(self, engine, batch: dict, generator: torch.Generator, device: torch.device, step: int):
+    @property
+    def micro_batches(self) -> int:
+        """Sub-batches per optimizer step: data.batch_size / grad_cache_chunk with gradient caching, else 1."""
+        return self.run.data.batch_size // self.cfg.grad_cache_chunk if self.cfg.grad_cache_chunk else 1
+
+    def _inputs(self, batch: dict, generator: torch.Generator, device: torch.device, engine) -> dict[str, Any]:
+        """The step's inputs on the device, one row per caption: tokens, masked tokens, cloze labels, two views."""
         from dist_train.models.augment import AugmentConfig, augment_batch
 
         c = self.cfg
@@ -111,42 +126,56 @@ class GlobetrotterObjective:
         cloze = mask_for_cloze(tokens, self.vocab.mask_id, self.vocab.size,
                                (self.vocab.pad_id, self.vocab.bos_id, self.vocab.eos_id, self.vocab.mask_id),
                                generator, p_predict=c.p_predict, p_corrupt=c.p_corrupt)
-        inputs = cloze.inputs.to(device)
-        labels = cloze.labels.to(device)
-        images = None
+        inputs = {"tokens": tokens.to(device), "masked": cloze.inputs.to(device), "labels": cloze.labels.to(device)}
         if self.uses_images:
             pixels = batch["images"].to(device)
             augment = AugmentConfig(size=self.run.data.image_size, **_augment_settings(c.augment))
-            images = torch.cat([augment_batch(pixels, generator, augment), augment_batch(pixels, generator, augment)])
-        if images is not None:
-            images = images.to(_float_dtype(engine))  # bf16 / fp16 engines hold their weights in that type
+            views = torch.stack([augment_batch(pixels, generator, augment), augment_batch(pixels, generator, augment)],
+                                dim=1)
+            inputs["views"] = views.to(_float_dtype(engine))  # bf16 / fp16 engines hold their weights in that type
+        return inputs
+
+    def _forward(self, engine, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Embeddings of a batch (or of a sub-batch of it), in fp32, one row per caption; image outputs are
+        (rows, 2 views, dim); cloze logits have one row per masked position, in the batch's order."""
+        c = self.cfg
+        n = inputs["tokens"].shape[0]
+        images = None
+        if "views" in inputs:
+            images = torch.cat([inputs["views"][:, 0], inputs["views"][:, 1]])  # one forward for both views
+        cloze_positions = inputs["labels"] != IGNORE_INDEX
         if c.masked_text == "all" and c.cloze > 0:
-            out = engine(tokens=inputs, images=images, cloze_positions=labels != IGNORE_INDEX)
+            out = engine(tokens=inputs["masked"], images=images, cloze_positions=cloze_positions)
         else:
-            out = engine(tokens=tokens.to(device), images=images)
+            out = engine(tokens=inputs["tokens"], images=images)
             if c.cloze > 0:
-                out["cloze_logits"] = engine(tokens=inputs, cloze_positions=labels != IGNORE_INDEX)["cloze_logits"]
-        out = {k: v.float() if v.is_floating_point() else v for k, v in out.items()}  # losses in fp32
-        n = tokens.shape[0]
+                out["cloze_logits"] = engine(tokens=inputs["masked"], cloze_positions=cloze_positions)["cloze_logits"]
+        keep = {"text_cross", "text_text"} | ({"cloze_logits"} if c.cloze > 0 else set())
+        out = {k: v.float() for k, v in out.items() if k in keep or (images is not None and k.startswith("image_"))}
+        for key in ("image_cross", "image_visual"):
+            if key in out:
+                out[key] = torch.stack([out[key][:n], out[key][n:]], dim=1)
+        return out
+
+    def _losses(self, out: dict[str, torch.Tensor], labels: torch.Tensor, groups: torch.Tensor):
+        """The weighted sum of the losses over the (global) batch, and its terms and statistics for the log."""
+        c = self.cfg
         terms: dict[str, torch.Tensor] = {}
         metrics: dict[str, float] = {}
-        if images is not None:
-            image_cross = torch.stack([out["image_cross"][:n], out["image_cross"][n:]], dim=1)
-            image_visual = out["image_visual"]
+        if "image_cross" in out:
             if c.cross_modal > 0:
-                terms["cross_modal"] = cross_modal_loss(out["text_cross"], image_cross, temperature=c.temperature,
-                                                        form=c.loss_form)
+                terms["cross_modal"] = cross_modal_loss(out["text_cross"], out["image_cross"],
+                                                        temperature=c.temperature, form=c.loss_form)
             if c.visual > 0:
-                terms["visual"] = simclr_loss(image_visual[:n], image_visual[n:], temperature=c.temperature,
-                                              form=c.loss_form)
+                terms["visual"] = simclr_loss(out["image_visual"][:, 0], out["image_visual"][:, 1],
+                                              temperature=c.temperature, form=c.loss_form)
         if c.transitive > 0:
             if c.supervised:
-                result = transitive_loss(out["text_text"], group_ids=batch["groups"].to(device),
-                                         temperature=c.temperature, margin=c.margin, form=c.alpha_form,
-                                         normalise_by=c.transitive_normalise)
+                result = transitive_loss(out["text_text"], group_ids=groups, temperature=c.temperature,
+                                         margin=c.margin, form=c.alpha_form, normalise_by=c.transitive_normalise)
             else:
-                x = (out["image_cross"][:n] * out["text_cross"]).sum(-1).detach()
-                result = transitive_loss(out["text_text"], out["image_visual"][:n], image_text_sim=x,
+                x = (out["image_cross"][:, 0] * out["text_cross"]).sum(-1).detach()
+                result = transitive_loss(out["text_text"], out["image_visual"][:, 0], image_text_sim=x,
                                          temperature=c.temperature, margin=c.margin, form=c.alpha_form,
                                          normalise_by=c.transitive_normalise)
             terms["transitive"] = result.loss
@@ -160,6 +189,46 @@ class GlobetrotterObjective:
         metrics.update({k: float(v.detach()) for k, v in terms.items()})
         metrics["total"] = float(total.detach())
         return total, metrics
+
+    def loss(self, engine, batch: dict, generator: torch.Generator, device: torch.device, step: int):
+        inputs = self._inputs(batch, generator, device, engine)
+        return self._losses(self._forward(engine, inputs), inputs["labels"], batch["groups"].to(device))
+
+    def backward_step(self, engine, batch: dict, generator: torch.Generator, device: torch.device,
+                      step: int) -> dict[str, float]:
+        """Forward and backward of one step, gradient-cached when `grad_cache_chunk` is set (the engine steps).
+
+        With caching, each rank embeds its batch in sub-batches of `grad_cache_chunk` captions without a
+        graph, computes the losses over the whole global batch on the cached embeddings, then replays each
+        sub-batch with a graph and backpropagates the embeddings' gradients through it. DeepSpeed sees the
+        sub-batches as gradient-accumulation micro-batches (its `gradient_accumulation_steps` is their
+        count), every one but the last inside the accumulation, unscaled: their gradients add up to the
+        whole batch's.
+        """
+        if not self.cfg.grad_cache_chunk:
+            loss, metrics = self.loss(engine, batch, generator, device, step)
+            engine.backward(loss)
+            return metrics
+        from dist_train.losses import grad_cache_step, split_batch
+
+        inputs = self._inputs(batch, generator, device, engine)
+        chunks = split_batch(inputs, self.cfg.grad_cache_chunk)
+        keys: list[str] = []
+
+        def embed(chunk: dict[str, Any]) -> tuple[torch.Tensor, ...]:
+            out = self._forward(engine, chunk)
+            keys[:] = sorted(out)
+            return tuple(out[k] for k in keys)
+
+        def losses(*embeddings: torch.Tensor):
+            return self._losses(dict(zip(keys, embeddings)), inputs["labels"], batch["groups"].to(device))
+
+        def backward(surrogate: torch.Tensor, last: bool) -> None:
+            engine.set_gradient_accumulation_boundary(last)
+            engine.backward(surrogate, scale_wrt_gas=False)
+
+        _, metrics = grad_cache_step(embed, chunks, losses, backward=backward, restore_buffers_of=engine.module)
+        return metrics
 
     # --- evaluation --------------------------------------------------------------------------------------------
 
