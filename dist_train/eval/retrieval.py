@@ -254,6 +254,110 @@ def sentence_translation(emb: Any, group_ids: Any, languages: Any, chunk_size: i
     )
 
 
+@dataclass(frozen=True)
+class BitextRetrievalResult:
+    """Translation by retrieval within one target language at a time, and how languages cluster.
+
+    `pair_accuracy[a, b]`: percent of language-a sentences whose translation is the nearest of all
+    language-b sentences (chance: 1 / number of b sentences). Unlike `sentence_translation`, whose
+    candidates pool every language, this cannot be lowered by embeddings that group sentences by
+    language; `own_language_share` measures that grouping: the percent of each query's top M-1
+    neighbours (all languages pooled) that are in the query's own language, against the share a
+    random ranking gives.
+    """
+
+    languages: list[str]
+    accuracy: float
+    chance: float
+    pair_accuracy: np.ndarray
+    pair_chance: np.ndarray
+    own_language_share: float
+    own_language_chance: float
+
+    def to_metrics(self) -> dict[str, Any]:
+        return {
+            "accuracy": figure(self.accuracy, self.chance),
+            "by_language_pair": pair_matrix(self.languages, self.pair_accuracy, self.pair_chance),
+            "own_language_neighbours": figure(self.own_language_share, self.own_language_chance),
+        }
+
+
+def bitext_retrieval(emb: Any, group_ids: Any, languages: Any, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                     device: torch.device | str | None = None,
+                     language_order: Sequence[str] | None = None) -> BitextRetrievalResult:
+    """Top-1 translation retrieval per ordered language pair (the Tatoeba / BUCC style of metric).
+
+    Every sentence with a translation in language b queries the sentences of b only; it scores if one
+    of its translations ranks first (ties against it). The overall figure is the mean over queries and
+    pairs. Inputs as for `sentence_translation`.
+    """
+    keys = normalised(emb, device)
+    n = keys.shape[0]
+    if len(group_ids) != n or len(languages) != n:
+        raise ValueError("emb, group_ids and languages must have the same length")
+    language_names, language_codes = index_values(languages, language_order)
+    _, group_codes = index_values(group_ids)
+    n_lang = len(language_names)
+    dev = keys.device
+    others = torch.from_numpy(group_members(group_codes)).to(dev)
+    lang = torch.from_numpy(language_codes).to(dev)
+    per_language = torch.bincount(lang, minlength=n_lang)
+    hits = np.zeros((n_lang, n_lang))
+    expected = np.zeros((n_lang, n_lang))
+    counted = np.zeros((n_lang, n_lang))
+    own_share = own_chance = own_queries = 0.0
+
+    for rows in query_chunks(n, chunk_size):
+        query_index = torch.arange(rows.start, rows.stop, device=dev)
+        positives = others[rows]
+        valid = positives >= 0
+        keep = valid.any(1)
+        if not bool(keep.any()):
+            continue
+        query_index, positives, valid = query_index[keep], positives[keep], valid[keep]
+        scores = keys[query_index] @ keys.T
+        scores[torch.arange(len(query_index), device=dev), query_index] = float("-inf")
+        positive_scores = scores.gather(1, positives.clamp(min=0))
+        positive_lang = lang[positives.clamp(min=0)]
+        query_lang = lang[query_index]
+
+        k = valid.sum(1)  # the pooled metric's top M-1: which languages fill it
+        top = torch.topk(scores, int(k.max()), dim=1).indices
+        in_top_k = torch.arange(top.shape[1], device=dev)[None, :] < k[:, None]
+        own = ((lang[top] == query_lang[:, None]) & in_top_k).sum(1).to(torch.float64) / k
+        own_share += float(own.sum())
+        own_chance += float(((per_language[query_lang] - 1).to(torch.float64) / (n - 1)).sum())
+        own_queries += len(query_index)
+
+        for b in range(n_lang):
+            in_b = valid & (positive_lang == b)
+            asks = in_b.any(1)
+            if not bool(asks.any()):
+                continue
+            scores_b = scores[asks].masked_fill((lang != b)[None, :], float("-inf"))
+            rank = best_positive_rank(scores_b, positive_scores[asks], in_b[asks])
+            a_codes = query_lang[asks].cpu().numpy()
+            np.add.at(hits[:, b], a_codes, (rank == 0).cpu().numpy().astype(np.float64))
+            np.add.at(counted[:, b], a_codes, 1.0)
+            n_pos = in_b[asks].sum(1).to(torch.float64).cpu().numpy()
+            np.add.at(expected[:, b], a_codes, n_pos / int(per_language[b]))
+        del scores
+
+    total = counted.sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pair_accuracy = 100.0 * hits / counted
+        pair_chance = 100.0 * expected / counted
+    return BitextRetrievalResult(
+        languages=list(map(str, language_names)),
+        accuracy=100.0 * hits.sum() / total if total else float("nan"),
+        chance=100.0 * expected.sum() / total if total else float("nan"),
+        pair_accuracy=pair_accuracy,
+        pair_chance=pair_chance,
+        own_language_share=100.0 * own_share / own_queries if own_queries else float("nan"),
+        own_language_chance=100.0 * own_chance / own_queries if own_queries else float("nan"),
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # cross-modal retrieval (Globetrotter 5.4, SMALR mean recall)
 

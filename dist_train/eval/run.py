@@ -34,8 +34,8 @@ from dist_train.eval.embed import (SplitCaptions, embed_batches, embed_tokens, r
                                    read_split_images)
 from dist_train.eval.figures import figure
 from dist_train.eval.report import save_pair_heatmap, write_markdown_report
-from dist_train.eval.retrieval import (DEFAULT_CHUNK_SIZE, best_positive_rank, cross_modal_recall, normalised,
-                                       query_chunks, sentence_translation)
+from dist_train.eval.retrieval import (DEFAULT_CHUNK_SIZE, best_positive_rank, bitext_retrieval, cross_modal_recall,
+                                       normalised, query_chunks, sentence_translation)
 from dist_train.eval.word_translation import WordTable, ground_truth_pairs
 from dist_train.eval.word_translation import word_translation as word_translation_report
 
@@ -413,8 +413,13 @@ def evaluate(checkpoint: str | Path, shards: str | Path, out: str | Path, split:
         result = sentence_translation(text_text, captions.groups, captions.languages)
         metrics: dict[str, Any] = {"sentence_translation": result.to_metrics()}
         # pairs of languages that share no script: no written word in common
+        scripts = _scripts_by_language(captions)
         metrics["sentence_translation"]["disjoint_script_pairs"] = _disjoint_average(
-            metrics["sentence_translation"]["by_language_pair"], _scripts_by_language(captions))
+            metrics["sentence_translation"]["by_language_pair"], scripts)
+        # the same question asked of one target language at a time: blind to grouping by language
+        metrics["bitext_retrieval"] = bitext_retrieval(text_text, captions.groups, captions.languages).to_metrics()
+        metrics["bitext_retrieval"]["disjoint_script_pairs"] = _disjoint_average(
+            metrics["bitext_retrieval"]["by_language_pair"], scripts)
         if word_translation:
             metrics["word_translation"] = _word_translation_section(
                 model, mc, captions, max_tokens, batch_size, csls, word_representation, word_alignment)
@@ -564,6 +569,7 @@ def _clc_section(model: torch.nn.Module, root: Path, split: str, train_split: st
         section["clc_c_skipped"] = reason
     else:
         section["clc_c_trained_on"] = f"{train_split}: {trained_on['queries']} queries, {trained_on['images']} images"
+        section["clc_c_selected_iteration"] = classifier.selected_iteration  # 0: CLC-A's weighting was best
     return section
 
 
@@ -595,6 +601,11 @@ def summary_line(metrics: dict[str, Any]) -> str:
     parts = [f"sentence translation {overall['value']:.1f}% (chance {overall['chance']:.1f})"]
     if disjoint["value"] is not None:
         parts.append(f"disjoint scripts {disjoint['value']:.1f}% (chance {disjoint['chance']:.1f})")
+    bitext = metrics.get("bitext_retrieval")
+    if bitext is not None:
+        own = bitext["own_language_neighbours"]
+        parts.append(f"per-pair top-1 {bitext['accuracy']['value']:.1f}% (chance {bitext['accuracy']['chance']:.1f}), "
+                     f"own-language neighbours {own['value']:.0f}% (chance {own['chance']:.0f})")
     wt = metrics.get("word_translation", {})
     if "after_alignment" in wt:
         before = wt["before_alignment"]["all_tokens_recall@10"]["macro"]

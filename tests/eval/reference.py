@@ -46,6 +46,36 @@ def sentence_translation(emb, group_ids, languages):
     return overall, chance, cells
 
 
+
+def bitext(emb, group_ids, languages):
+    """({(qa, tb): (top-1 %, chance %)}, own-language share %, its chance %): every query in qa that
+    has a translation in tb against all tb sentences, negatives first among equal scores."""
+    e = unit_rows(emb)
+    sim = e @ e.T
+    n = len(e)
+    hits, expected, total = defaultdict(float), defaultdict(float), defaultdict(int)
+    own, own_chance, queries = 0.0, 0.0, 0
+    for q in range(n):
+        positives = [j for j in range(n) if j != q and group_ids[j] == group_ids[q]]
+        if not positives:
+            continue
+        ranked = sorted((j for j in range(n) if j != q), key=lambda j: (-sim[q, j], j in positives))
+        own += sum(languages[j] == languages[q] for j in ranked[:len(positives)]) / len(positives)
+        own_chance += (sum(lang == languages[q] for lang in languages) - 1) / (n - 1)
+        queries += 1
+        for target in sorted({languages[p] for p in positives}):
+            pool = [j for j in range(n) if languages[j] == target]
+            in_pool = [p for p in positives if languages[p] == target]
+            best = max(sim[q, p] for p in in_pool)
+            first = not any(sim[q, j] >= best for j in pool if j not in in_pool)
+            cell = (languages[q], target)
+            hits[cell] += float(first)
+            expected[cell] += len(in_pool) / len(pool)
+            total[cell] += 1
+    cells = {c: (100 * hits[c] / total[c], 100 * expected[c] / total[c]) for c in total}
+    return cells, 100 * own / queries, 100 * own_chance / queries
+
+
 def cross_modal(image_emb, text_emb, text_image, text_languages, ks=(1, 5, 10)):
     """{lang: {"i2t": {k: %}, "t2i": {k: %}}} on each language's own images."""
     images, texts = unit_rows(image_emb), unit_rows(text_emb)

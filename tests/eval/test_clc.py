@@ -94,3 +94,22 @@ def test_triplet_loss_against_loops():
     expected = np.mean(image_terms) + 1.5 * np.mean(text_terms)
     got = multimodal_triplet_loss(scores, positive, margin=margin, top_n=top_n)
     assert float(got) == pytest.approx(expected, rel=1e-5)
+
+
+def test_weak_scores_collapse_the_last_iterate_and_the_best_one_is_kept():
+    """On scores that carry little signal the hinge is lowest when all combined scores tie: the last
+    iterate is constant (recall 0); the kept iterate is the best on validation, at least CLC-A there."""
+    from dist_train.eval.clc import mean_recall
+    from dist_train.train.objectives.smalr import classifier_is_constant
+
+    val_scores, val_positive = translated_queries(2, noise=(12.0,) * 4)
+    last = train_clc_classifier(val_scores, val_positive, keep_best=False)
+    assert classifier_is_constant(last, 4) and last.selected_iteration == 30
+    kept = train_clc_classifier(val_scores, val_positive)
+    assert not classifier_is_constant(kept, 4)
+    assert 0 <= kept.selected_iteration < 30
+    assert mean_recall(clc_classifier_scores(kept, val_scores), val_positive) >= mean_recall(
+        clc_average(val_scores), val_positive)
+    test_scores, test_positive = translated_queries(3, noise=(12.0,) * 4)
+    assert mean_recall(clc_classifier_scores(kept, test_scores), test_positive) > 5 * mean_recall(
+        clc_classifier_scores(last, test_scores), test_positive) + 1

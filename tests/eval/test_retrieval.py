@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from dist_train.eval.retrieval import (chance_any_in_top_k, cross_modal_recall, group_members, recall_chance_from_mask,
-                                       recall_from_scores, sentence_translation)
+from dist_train.eval.retrieval import (bitext_retrieval, chance_any_in_top_k, cross_modal_recall, group_members,
+                                       recall_chance_from_mask, recall_from_scores, sentence_translation)
 
 from . import reference
 
@@ -52,6 +52,43 @@ def test_sentence_translation_matches_brute_force(seed, drop):
                 assert np.isnan(result.pair_retrieved[a, b])
     assert 0 < overall < 100  # the data is neither trivial nor hopeless
 
+
+
+@pytest.mark.parametrize("seed,drop", [(0, 0.0), (3, 0.3)])
+def test_bitext_retrieval_matches_brute_force(seed, drop):
+    emb, gid, lang = translation_set(seed, noise=1.5, drop=drop)
+    cells, own, own_chance = reference.bitext(emb, gid.tolist(), lang.tolist())
+    result = bitext_retrieval(emb, gid, lang, chunk_size=7)
+    for a, qa in enumerate(result.languages):
+        for b, tb in enumerate(result.languages):
+            if (qa, tb) in cells:
+                assert result.pair_accuracy[a, b] == pytest.approx(cells[(qa, tb)][0], abs=1e-9)
+                assert result.pair_chance[a, b] == pytest.approx(cells[(qa, tb)][1], abs=1e-9)
+            else:
+                assert np.isnan(result.pair_accuracy[a, b])
+    assert result.own_language_share == pytest.approx(own, abs=1e-9)
+    assert result.own_language_chance == pytest.approx(own_chance, abs=1e-9)
+    assert 0 < result.accuracy < 100
+
+
+def test_embeddings_grouped_by_language_fail_the_pooled_metric_not_the_per_pair_one():
+    """Translations close to each other, plus a large component that says the language: the pooled metric's top
+    M-1 fill with same-language sentences (below chance), while within one target language the
+    translation is still the nearest."""
+    rng = np.random.default_rng(0)
+    groups, dim = 30, 16
+    centres = rng.normal(size=(groups, dim))
+    language_part = {language: 3 * np.sqrt(dim) * np.eye(len(LANGS))[i] for i, language in enumerate(LANGS)}
+    emb = np.array([np.concatenate([centres[g] + 0.05 * rng.normal(size=dim), language_part[language]])
+                    for g in range(groups) for language in LANGS], dtype=np.float32)
+    gid = np.array([f"g{g}" for g in range(groups) for _ in LANGS])
+    lang = np.array([language for _ in range(groups) for language in LANGS])
+    pooled = sentence_translation(emb, gid, lang)
+    assert pooled.retrieved_positives < pooled.chance
+    per_pair = bitext_retrieval(emb, gid, lang)
+    assert per_pair.accuracy == 100.0 and per_pair.chance == pytest.approx(100 / groups)
+    assert per_pair.own_language_share == 100.0
+    assert per_pair.own_language_chance == pytest.approx(100 * (groups - 1) / (len(emb) - 1))
 
 def test_sentence_translation_chunk_size_does_not_change_anything():
     emb, gid, lang = translation_set(3, groups=23, drop=0.2)

@@ -124,6 +124,7 @@ def test_eval_clc_section_beside_plain_recall(evaluated):
     assert clc["queries_with_translations"] == metrics["meta"]["sentences"] == 336
     assert sorted(clc["text_to_image"]) == languages
     assert clc["clc_c_trained_on"].startswith("val: 84 queries")
+    assert 0 <= clc["clc_c_selected_iteration"] <= 30
     for lang, entry in clc["text_to_image"].items():
         assert {"plain", "clc_a", "clc_c"} <= set(entry)
         assert entry["num_queries"] == cm["per_language"][lang]["num_texts"]

@@ -211,6 +211,11 @@ def test_eval_cli_writes_metrics_beside_chance_report_and_heatmap(zero2_run, tin
     assert st["retrieved_positives"]["chance"] == pytest.approx(13 / 335 * 100, rel=1e-3)
     assert st["disjoint_script_pairs"]["pairs"] > 0  # e.g. ja-ru, ar-el: no script in common
     assert len(st["by_language_pair"]["languages"]) == 14
+    bitext = metrics["bitext_retrieval"]  # 24 test scenes per language: one candidate in 24 is right
+    assert bitext["accuracy"]["chance"] == pytest.approx(100 / 24, rel=1e-3)
+    assert bitext["disjoint_script_pairs"]["pairs"] == st["disjoint_script_pairs"]["pairs"]
+    assert bitext["own_language_neighbours"]["chance"] == pytest.approx(23 / 335 * 100, rel=1e-3)
+    assert "per-pair top-1" in proc.stdout
     cm = metrics["cross_modal"]
     assert set(cm["per_language"]) == set(st["by_language_pair"]["languages"])
     assert set(cm["per_language"]["en"]["image_to_text"]["R@1"]) == {"value", "chance"}

@@ -106,6 +106,8 @@ def test_objective_config_errors_name_the_key():
         _objective_config({"hem": {"mode": "mixed"}})
     with pytest.raises(ConfigError, match="objective.weighted_direction"):
         _objective_config({"weighted_direction": "both"})
+    with pytest.raises(ConfigError, match="objective.sum_of_hinges_steps"):
+        _objective_config({"sum_of_hinges_steps": -1})
 
 
 def test_smalr_trains_with_two_processes_zero2_and_evaluates(tiny_parallel10, tmp_path):

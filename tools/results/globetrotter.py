@@ -36,6 +36,7 @@ ROWS = {
     "no-visual": ("without L_v", ["objective.visual=0"]),
     "no-cross-modal": ("without L_x", ["objective.cross_modal=0"]),
     "text-only": ("text-only: no images, no image losses", ["objective.text_only=true"]),
+    "globetrotter-code-15ep": ("Globetrotter (code L_t), 15 epochs", ["objective.alpha_form=code", "epochs=15"]),
 }
 
 
@@ -50,8 +51,13 @@ def commands(name: str, runs: Path, processes: int) -> tuple[list[str], list[str
 
 def run_row(name: str, runs: Path, processes: int) -> dict:
     metrics_path = (runs if runs.is_absolute() else ROOT / runs) / name / "eval" / "metrics.json"
+    todo = []
     if not metrics_path.is_file():
-        for cmd in commands(name, runs, processes):
+        todo = list(commands(name, runs, processes))
+    elif "bitext_retrieval" not in json.loads(metrics_path.read_text()):  # evaluated before that metric existed
+        todo = [commands(name, runs, processes)[1]]
+    if todo:
+        for cmd in todo:
             print("$", shlex.join(cmd), flush=True)
             t0 = time.perf_counter()
             exe = [str(Path(sys.executable).parent / cmd[0]), *cmd[1:]]
@@ -60,19 +66,38 @@ def run_row(name: str, runs: Path, processes: int) -> dict:
     return json.loads(metrics_path.read_text())
 
 
+COLUMNS = [  # (header, path into metrics.json to a {"value", "chance"} figure)
+    ("sentence translation, all pairs (%)", ("sentence_translation", "retrieved_positives")),
+    ("disjoint-script pairs (%)", ("sentence_translation", "disjoint_script_pairs")),
+    ("per-pair top-1, all pairs (%)", ("bitext_retrieval", "accuracy")),
+    ("per-pair top-1, disjoint scripts (%)", ("bitext_retrieval", "disjoint_script_pairs")),
+    ("own-language share of the top M-1 (%)", ("bitext_retrieval", "own_language_neighbours")),
+    ("image-text mean recall", ("cross_modal", "average_mean_recall")),
+]
+
+
+def _figure(metrics: dict, path: tuple[str, ...]) -> dict | None:
+    node = metrics
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) and node.get("value") is not None else None
+
+
 def table(results: dict[str, dict], runs: Path, processes: int) -> str:
-    lines = ["| row | sentence translation, all pairs (%) | disjoint-script pairs (%) | command |",
-             "|---|---|---|---|"]
-    chance_all = chance_disjoint = None
+    lines = ["| row | " + " | ".join(header for header, _ in COLUMNS) + " | command |",
+             "|---" * (len(COLUMNS) + 2) + "|"]
+    chances: list[str] = ["" for _ in COLUMNS]
     for name, m in results.items():
-        st = m["sentence_translation"]
-        overall, disjoint = st["retrieved_positives"], st["disjoint_script_pairs"]
-        chance_all, chance_disjoint = overall["chance"], disjoint["chance"]
+        cells = []
+        for i, (_, path) in enumerate(COLUMNS):
+            fig = _figure(m, path)
+            cells.append(f"{fig['value']:.2f}" if fig else "n/a")
+            if fig and fig.get("chance") is not None:
+                chances[i] = f"{fig['chance']:.2f}"
         train, evaluate = commands(name, runs, processes)
-        lines.append(f"| {ROWS[name][0]} | {overall['value']:.2f} | {disjoint['value']:.2f} | "
-                     f"`{shlex.join(train)} && {shlex.join(evaluate)}` |")
-    if chance_all is not None:
-        lines.append(f"| chance | {chance_all:.2f} | {chance_disjoint:.2f} | |")
+        lines.append(f"| {ROWS[name][0]} | " + " | ".join(cells) + f" | `{shlex.join(train)} && {shlex.join(evaluate)}` |")
+    if results:
+        lines.append("| chance | " + " | ".join(chances) + " | |")
     return "\n".join(lines)
 
 
@@ -89,6 +114,10 @@ def checks(results: dict[str, dict]) -> list[str]:
         ratio = disjoint("globetrotter") / max(disjoint("text-only"), 1e-9)
         out.append(f"Globetrotter / text-only on disjoint-script pairs: {ratio:.2f}x (target >= 3x): "
                    f"{'met' if ratio >= 3 else 'NOT met'}")
+        per_pair = [_figure(results[n], ("bitext_retrieval", "disjoint_script_pairs")) for n in ("globetrotter", "text-only")]
+        if all(per_pair):
+            out.append(f"the same on per-pair top-1 (languages not pooled): "
+                       f"{per_pair[0]['value'] / max(per_pair[1]['value'], 1e-9):.2f}x")
     if "globetrotter" in results:
         chance = results["globetrotter"]["sentence_translation"]["retrieved_positives"]["chance"]
         out.append(f"Globetrotter / chance, all pairs: {overall('globetrotter') / chance:.2f}x")

@@ -52,6 +52,10 @@ class SmalrObjectiveConfig:
 
     margin: float = MULE_MARGIN
     hard_negatives: int = MULE_HARD_NEGATIVES
+    # the first steps sum the hinges over all negatives (hard_negatives=0) before the top-N average takes
+    # over: a warm-up, not in the paper (as objectives/vse.py's); from random initialisation on weak image
+    # features the top-N average alone stays at its collapsed value, margin x (1 + direction_weight)
+    sum_of_hinges_steps: int = 0
     direction_weight: float = MULE_IMAGE_WEIGHT  # lambda_1
     # which direction lambda_1 weights: text_anchored (SMALR eq. 3, L(Q, I+, I-)) or image_anchored
     # (MULE's "image loss factor")
@@ -73,6 +77,8 @@ def _objective_config(raw: dict[str, Any]) -> tuple[SmalrObjectiveConfig, HemSet
     if cfg.weighted_direction not in ("text_anchored", "image_anchored"):
         raise ConfigError(f"config key 'objective.weighted_direction' = {cfg.weighted_direction!r}: "
                           "use text_anchored or image_anchored")
+    if cfg.sum_of_hinges_steps < 0:
+        raise ConfigError(f"config key 'objective.sum_of_hinges_steps' = {cfg.sum_of_hinges_steps!r}: must be >= 0")
     if not 0.0 < cfg.mask_p < 1.0:
         raise ConfigError(f"config key 'objective.mask_p' = {cfg.mask_p!r}: must be in (0, 1)")
     hem_raw = dict(cfg.hem)
@@ -232,17 +238,18 @@ class SmalrObjective:
                 self.total_steps = max(1, math.ceil(self.run.epochs * stream.steps_per_epoch))
         return step / self.total_steps
 
-    def _triplet(self, text: torch.Tensor, image: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    def _triplet(self, text: torch.Tensor, image: torch.Tensor, groups: torch.Tensor, hard_negatives: int):
         c = self.cfg
         if c.weighted_direction == "text_anchored":  # b-anchored direction weighted: texts as b
-            return triplet_ranking_loss(image, text, margin=c.margin, hard_negatives=c.hard_negatives,
+            return triplet_ranking_loss(image, text, margin=c.margin, hard_negatives=hard_negatives,
                                         image_weight=c.direction_weight, group_ids=groups)
-        return triplet_ranking_loss(text, image, margin=c.margin, hard_negatives=c.hard_negatives,
+        return triplet_ranking_loss(text, image, margin=c.margin, hard_negatives=hard_negatives,
                                     image_weight=c.direction_weight, group_ids=groups)
 
     def loss(self, engine, batch: dict, generator: torch.Generator, device: torch.device, step: int):
         c = self.cfg
         k = self.run.data.captions_per_image
+        hard_negatives = 0 if step < c.sum_of_hinges_steps else c.hard_negatives
         words = self._batch_words(batch)
         n = words.shape[0]
         mclm_on = c.mclm > 0 and bool(engine.module.config.mclm_variants)
@@ -256,10 +263,12 @@ class SmalrObjective:
                      pairs=pairs.to(device) if mclm_on else None, reverse_scale=scale)
         out = {key: v.float() if v.is_floating_point() else v for key, v in out.items()}
         groups = batch["image_groups"].to(device)
-        terms: dict[str, torch.Tensor] = {"multimodal": self._triplet(out["text"], out["image"], groups)}
+        terms: dict[str, torch.Tensor] = {"multimodal": self._triplet(out["text"], out["image"], groups,
+                                                                             hard_negatives)}
         weights = {"multimodal": 1.0}
         if masked is not None and c.masked_triplet > 0:
-            terms["multimodal_masked"] = self._triplet(out["masked_text"], out["image"], groups)
+            terms["multimodal_masked"] = self._triplet(out["masked_text"], out["image"], groups,
+                                                          hard_negatives)
             weights["multimodal_masked"] = c.masked_triplet
         if mclm_on:
             terms["mclm"] = sum(mclm_loss(out[f"mclm_{v}_masked"], out[f"mclm_{v}_predicted"], out[f"mclm_{v}_full"])
@@ -268,9 +277,9 @@ class SmalrObjective:
         if c.neighbourhood > 0:
             a, b = pairs[:, 0].to(device), pairs[:, 1].to(device)
             terms["neighbourhood"] = (neighbourhood_loss(out["universal_mean"][a], out["universal_mean"][b],
-                                                         groups[a], margin=c.margin, hard_negatives=c.hard_negatives)
+                                                         groups[a], margin=c.margin, hard_negatives=hard_negatives)
                                       + neighbourhood_loss(out["text"][a], out["text"][b], groups[a],
-                                                           margin=c.margin, hard_negatives=c.hard_negatives))
+                                                           margin=c.margin, hard_negatives=hard_negatives))
             weights["neighbourhood"] = c.neighbourhood
         if c.adversarial > 0:
             terms["adversarial"] = language_adversary_loss(out["language_logits"], self._language_ids(batch, device))
@@ -392,6 +401,7 @@ class SmalrObjective:
                 with torch.enable_grad():
                     classifier, trained_on = fit_clc_classifier(val_image_emb, val_versions, val_text_image)
                 result["clc_c_trained_on"] = trained_on
+                result["clc_c_selected_iteration"] = classifier.selected_iteration  # 0: CLC-A's weighting
                 if classifier_is_constant(classifier, len(versions.slots)):
                     # every (query, image) gets one score: each positive ties with every candidate and ranks last
                     result["clc_c_collapsed"] = True
