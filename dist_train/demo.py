@@ -19,12 +19,14 @@ from .preprocess.config import PreprocessConfig, validate
 from .preprocess.pipeline import preprocess
 from .preprocess.pipeline import summary_table as preprocess_table
 
-STEPS = 4
+STEPS = 5
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+# SMALR's setting: every image captioned in each of ten languages (configs/preprocess/parallel10.yaml)
+TEN_LANGUAGES = ("en", "de", "fr", "es", "it", "ru", "ar", "ja", "ko", "zh")
 
 
 def run_demo(preset: str = "demo", shards_root: Path = Path("shards"), workers: int | None = None,
-             progress: bool = True, runs_root: Path = Path("runs"), processes: int = 2) -> int:
+             progress: bool = True, runs_root: Path = Path("runs"), processes: int = 2, smalr: bool = True) -> int:
     ready = prepare_world(preset, shards_root, workers, progress, verbose=True)
     if ready is None:
         return 1
@@ -50,7 +52,61 @@ def run_demo(preset: str = "demo", shards_root: Path = Path("shards"), workers: 
     print(results_table(metrics))
     print(summary_line(metrics))
     print(f"report: {run / 'eval' / 'report.md'}; TensorBoard: tensorboard --logdir {run / 'tb'}")
+    if not smalr:
+        return 0
+    return run_smalr_stage(preset, shards_root, workers, progress, Path(runs_root), processes)
+
+
+def run_smalr_stage(preset: str, shards_root: Path, workers: int | None, progress: bool, runs_root: Path,
+                    processes: int) -> int:
+    """SMALR on the benchmark in ten languages, every image captioned in each (translated by the
+    reference translator, with precomputed image features): image-text mean recall per language,
+    with Cross-Lingual Consistency."""
+    import json
+
+    config = CONFIGS / f"smalr-{preset}.yaml"
+    if not config.is_file():
+        print(f"no SMALR config {config} for the {preset} preset: stopping")
+        return 0
+    print(f"\n[5/{STEPS}] SMALR: the benchmark in {len(TEN_LANGUAGES)} languages, every image captioned in each, "
+          "image features precomputed")
+    t0 = time.perf_counter()
+    ready = prepare_world(preset, shards_root, workers, progress, verbose=False, languages=TEN_LANGUAGES,
+                          preprocess_config=CONFIGS / "preprocess" / "parallel10.yaml")
+    if ready is None:
+        return 1
+    print(f"packed, translated and preprocessed into {ready} in {time.perf_counter() - t0:.0f}s")
+    run = runs_root / f"smalr-{preset}"
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-m", "dist_train.cli", *([] if progress else ["-q"]), "train", "--config", str(config),
+           "--nproc-per-node", str(processes), f"out_dir={run}", f"data.shards={ready}",
+           f"deepspeed.config={CONFIGS / 'deepspeed' / 'zero2.json'}"]
+    if subprocess.call(cmd) != 0:
+        print("SMALR training failed; rerun the demo to resume from the last checkpoint")
+        return 1
+    print(f"trained SMALR in {time.perf_counter() - t0:.0f}s into {run}")
+    evaluations = sorted((run / "eval").glob("smalr_step*.json"))
+    if not evaluations:
+        print(f"no evaluation in {run / 'eval'}")
+        return 1
+    print(smalr_table(json.loads(evaluations[-1].read_text())))
     return 0
+
+
+def smalr_table(result: dict) -> str:
+    """Mean recall per language: SMALR's own query, CLC-A and CLC-C, and the averages A, beside chance."""
+    methods = [("", "SMALR"), ("_clc_a", "CLC-A"), ("_clc_c", "CLC-C")]
+    methods = [(key, name) for key, name in methods if f"mean_recall{key}" in result]
+    lines = [f"{'language':<10}" + "".join(f"{name:>8}" for _, name in methods)]
+    for lang in sorted(result["mean_recall"]):
+        lines.append(f"{lang:<10}" + "".join(f"{result[f'mean_recall{key}'][lang]:>8.1f}" for key, _ in methods))
+    lines.append(f"{'A':<10}" + "".join(f"{result[f'average_mean_recall{key}']:>8.2f}" for key, _ in methods)
+                 + f"   (chance {result['average_mean_recall_chance']:.2f})")
+    params = result.get("parameters", {})
+    if params:
+        lines.append(f"embedding parameters {params.get('embedding_total', 0):,}, "
+                     f"one full vocabulary per language would need {params.get('embedding_full_vocabulary_per_language', 0):,}")
+    return "\n".join(lines)
 
 
 def results_table(metrics: dict) -> str:
@@ -71,15 +127,18 @@ def results_table(metrics: dict) -> str:
 
 
 def prepare_world(preset: str, shards_root: Path = Path("shards"), workers: int | None = None,
-                  progress: bool = True, verbose: bool = False) -> Path | None:
+                  progress: bool = True, verbose: bool = False, languages: tuple[str, ...] | None = None,
+                  preprocess_config: Path | None = None) -> Path | None:
     """Pack and preprocess the built-in benchmark (each step skipped when already done); returns the
-    training-ready dataset folder, or None when the packed shards fail verification."""
-    packed = Path(shards_root) / "packed" / f"world-{preset}"
-    ready = Path(shards_root) / f"world-{preset}"
+    training-ready dataset folder, or None when the packed shards fail verification. `languages` packs
+    a subset (its folders get a `-parallel<N>` suffix); `preprocess_config` replaces the defaults."""
+    name = f"world-{preset}" + (f"-parallel{len(languages)}" if languages else "")
+    packed = Path(shards_root) / "packed" / name
+    ready = Path(shards_root) / name
     say = print if verbose else (lambda *a, **k: None)
     say(f"[1/{STEPS}] pack the built-in benchmark ({preset}) into {packed}")
     t0 = time.perf_counter()
-    source = WorldSource(preset)
+    source = WorldSource(preset, **({"languages": tuple(languages)} if languages else {}))
     options = PackOptions(max_samples_per_shard=source.spec.samples_per_shard, progress=progress,
                           **({"workers": workers} if workers is not None else {}))
     summary = pack(source, packed, options)
@@ -94,7 +153,7 @@ def prepare_world(preset: str, shards_root: Path = Path("shards"), workers: int 
 
     say(f"\n[2/{STEPS}] preprocess with Ray into {ready} (normalise, shared vocabulary, tokens)")
     t0 = time.perf_counter()
-    cfg = load_config(PreprocessConfig, None, (), validate)  # the defaults of configs/preprocess/default.yaml
+    cfg = load_config(PreprocessConfig, preprocess_config, (), validate)  # None: configs/preprocess/default.yaml
     pre = preprocess(packed, ready, cfg, progress=progress)
     say(preprocess_table(pre, ready))
     say(f"preprocessed in {time.perf_counter() - t0:.1f}s")

@@ -131,3 +131,10 @@ def test_demo_packs_preprocesses_trains_with_two_processes_and_evaluates(tmp_pat
     assert metrics["sentence_translation"]["retrieved_positives"]["chance"] > 0
     for line in ("all pairs", "disjoint scripts", f"tensorboard --logdir {run / 'tb'}"):
         assert line in proc.stdout
+    smalr = runs / "smalr-tiny"  # step 5: SMALR on the ten-language version, with CLC
+    assert (tmp_path / "world-tiny-parallel10" / "train").is_dir()
+    assert (smalr / "checkpoints" / "latest").read_text() == "step00000006"
+    (evaluation,) = (smalr / "eval").glob("smalr_step*.json")
+    result = json.loads(evaluation.read_text())
+    assert len(result["mean_recall"]) == 10 and "average_mean_recall_clc_a" in result
+    assert f"{result['average_mean_recall']:.2f}" in proc.stdout and "CLC-A" in proc.stdout
