@@ -3,6 +3,8 @@ trains with the gradients of the whole global batch, each sub-batch one DeepSpee
 
 from __future__ import annotations
 
+import re
+import shutil
 from pathlib import Path
 
 import torch
@@ -29,7 +31,8 @@ def test_cached_sub_batches_train_like_the_whole_batch(tiny_preprocessed, tmp_pa
     text = ("objective.text_only=true", "objective.supervised=true")
     whole, cached = tmp_path / "whole", tmp_path / "cached"
     _run(tiny_preprocessed, whole, *text)
-    _run(tiny_preprocessed, cached, *text, "objective.grad_cache_chunk=2")
+    _run(tiny_preprocessed, cached, *text, "objective.grad_cache_chunk=2", "checkpoint.every_steps=1",
+         f"checkpoint.keep_last={STEPS}")
     for tag in ("loss/transitive", "loss/cloze", "train/grad_norm"):
         a, b = _scalars(whole, tag), _scalars(cached, tag)
         assert len(a) == len(b) == STEPS
@@ -40,6 +43,16 @@ def test_cached_sub_batches_train_like_the_whole_batch(tiny_preprocessed, tmp_pa
     assert a.keys() == b.keys()
     changed = [k for k in a if not torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5)]
     assert changed == []
+
+    # a cached run resumed from its step-2 checkpoint ends bitwise where the uninterrupted one did
+    resumed = tmp_path / "resumed"
+    tag = f"step{STEPS - 1:08d}"
+    shutil.copytree(cached / "checkpoints" / tag, resumed / "checkpoints" / tag)
+    (resumed / "checkpoints" / "latest").write_text(tag)
+    proc = _run(tiny_preprocessed, resumed, *text, "objective.grad_cache_chunk=2")
+    assert re.search(rf"resumed from \S+{tag}", proc.stderr), proc.stderr
+    c = _module_weights(resumed / "checkpoints" / final)
+    assert [k for k in b if not torch.equal(b[k], c[k])] == []
 
 
 def test_image_model_trains_cached_and_counts_each_sub_batch_once_in_batchnorm(tiny_preprocessed, tmp_path):
