@@ -187,6 +187,19 @@ class SentenceTranslationResult:
         }
 
 
+def _translation_inputs(emb: Any, group_ids: Any, languages: Any, device: torch.device | str | None,
+                        language_order: Sequence[str] | None) -> tuple[torch.Tensor, list[str], torch.Tensor, torch.Tensor]:
+    """Unit keys, language names, each sentence's language code and its group mates (padded with -1)."""
+    keys = normalised(emb, device)
+    n = keys.shape[0]
+    if len(group_ids) != n or len(languages) != n:
+        raise ValueError("emb, group_ids and languages must have the same length")
+    language_names, language_codes = index_values(languages, language_order)
+    _, group_codes = index_values(group_ids)
+    others = torch.from_numpy(group_members(group_codes)).to(keys.device)
+    return keys, list(map(str, language_names)), torch.from_numpy(language_codes).to(keys.device), others
+
+
 def sentence_translation(emb: Any, group_ids: Any, languages: Any, chunk_size: int = DEFAULT_CHUNK_SIZE,
                          device: torch.device | str | None = None,
                          language_order: Sequence[str] | None = None) -> SentenceTranslationResult:
@@ -198,17 +211,8 @@ def sentence_translation(emb: Any, group_ids: Any, languages: Any, chunk_size: i
     (the query itself is excluded). Sentences alone in their group are not queries but remain
     candidates (distractors).
     """
-    keys = normalised(emb, device)
-    n = keys.shape[0]
-    if len(group_ids) != n or len(languages) != n:
-        raise ValueError("emb, group_ids and languages must have the same length")
-    language_names, language_codes = index_values(languages, language_order)
-    _, group_codes = index_values(group_ids)
-    n_lang = len(language_names)
-    dev = keys.device
-
-    others = torch.from_numpy(group_members(group_codes)).to(dev)
-    lang = torch.from_numpy(language_codes).to(dev)
+    keys, language_names, lang, others = _translation_inputs(emb, group_ids, languages, device, language_order)
+    n, n_lang, dev = keys.shape[0], len(language_names), keys.device
     retrieved = torch.zeros(n_lang * n_lang, dtype=torch.float64, device=dev)
     expected = torch.zeros(n_lang * n_lang, dtype=torch.float64, device=dev)
     counted = torch.zeros(n_lang * n_lang, dtype=torch.float64, device=dev)
@@ -291,16 +295,8 @@ def bitext_retrieval(emb: Any, group_ids: Any, languages: Any, chunk_size: int =
     of its translations ranks first (ties against it). The overall figure is the mean over queries and
     pairs. Inputs as for `sentence_translation`.
     """
-    keys = normalised(emb, device)
-    n = keys.shape[0]
-    if len(group_ids) != n or len(languages) != n:
-        raise ValueError("emb, group_ids and languages must have the same length")
-    language_names, language_codes = index_values(languages, language_order)
-    _, group_codes = index_values(group_ids)
-    n_lang = len(language_names)
-    dev = keys.device
-    others = torch.from_numpy(group_members(group_codes)).to(dev)
-    lang = torch.from_numpy(language_codes).to(dev)
+    keys, language_names, lang, others = _translation_inputs(emb, group_ids, languages, device, language_order)
+    n, n_lang, dev = keys.shape[0], len(language_names), keys.device
     per_language = torch.bincount(lang, minlength=n_lang)
     hits = np.zeros((n_lang, n_lang))
     expected = np.zeros((n_lang, n_lang))

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from peak import peak_bytes, subprocess_env  # tools/bench/peak.py
 
 LOSSES = ("cross_modal", "simclr", "transitive")
 
@@ -49,13 +50,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also write the measurements here")
     parser.add_argument("--measure", nargs=3, metavar=("WHAT", "MODE", "GLOBAL"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
-
-
-def _resident_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def _loss_call(loss: str, rows, images, image_text):
@@ -118,17 +112,7 @@ def measure(args: argparse.Namespace, what: str, mode: str, global_size: int) ->
     step(*inputs())  # warm-up: lazy initialisation is no part of either loss
     if what == "memory":
         text, image, image_text = inputs()
-        if cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
-            step(text, image, image_text)
-            torch.cuda.synchronize()
-            return {"peak_bytes": torch.cuda.max_memory_allocated() - base}
-        base_kib = _resident_kib("VmRSS")
-        Path("/proc/self/clear_refs").write_text("5")  # reset the peak resident set to the current one
-        step(text, image, image_text)
-        return {"peak_bytes": (_resident_kib("VmHWM") - base_kib) * 1024}
+        return {"peak_bytes": peak_bytes(lambda: step(text, image, image_text), cuda)}
 
     times = []
     for _ in range(args.repeats):
@@ -144,12 +128,7 @@ def measure(args: argparse.Namespace, what: str, mode: str, global_size: int) ->
 
 
 def measure_in_subprocess(args: argparse.Namespace, what: str, mode: str, global_size: int) -> dict:
-    env = dict(os.environ)
-    if what == "memory":
-        # Large blocks straight back to the system on free, so the resident set follows live tensors
-        # (this makes allocation slow, which is why time is measured in another process).
-        env.update(MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH")]))
+    env = subprocess_env(memory=what == "memory")  # time is measured in another process, see peak.py
     passthrough = [
         f"--loss={args.loss}",
         f"--per-rank={args.per_rank}",

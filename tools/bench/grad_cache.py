@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from peak import peak_bytes, subprocess_env  # tools/bench/peak.py
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,13 +41,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also write the measurements here")
     parser.add_argument("--measure", nargs=3, metavar=("WHAT", "MODE", "BATCH"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
-
-
-def _resident_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def measure(args: argparse.Namespace, what: str, mode: str, batch: int) -> dict:
@@ -88,17 +80,7 @@ def measure(args: argparse.Namespace, what: str, mode: str, batch: int) -> dict:
     cuda = device.type == "cuda"
     step()  # warm-up: gradients allocated, lazy initialisation done
     if what == "memory":
-        if cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
-            step()
-            torch.cuda.synchronize()
-            return {"peak_bytes": torch.cuda.max_memory_allocated() - base}
-        base_kib = _resident_kib("VmRSS")
-        Path("/proc/self/clear_refs").write_text("5")
-        step()
-        return {"peak_bytes": (_resident_kib("VmHWM") - base_kib) * 1024}
+        return {"peak_bytes": peak_bytes(step, cuda)}
     times = []
     for _ in range(args.repeats):
         if cuda:
@@ -112,10 +94,7 @@ def measure(args: argparse.Namespace, what: str, mode: str, batch: int) -> dict:
 
 
 def measure_in_subprocess(args: argparse.Namespace, what: str, mode: str, batch: int) -> dict:
-    env = dict(os.environ)
-    if what == "memory":
-        env.update(MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env = subprocess_env(memory=what == "memory")
     passthrough = [f"--chunk={args.chunk}", f"--image-size={args.image_size}", f"--tokens={args.tokens}",
                    f"--repeats={args.repeats}", f"--threads={args.threads}", f"--device={args.device}"]
     proc = subprocess.run([sys.executable, __file__, *passthrough, "--measure", what, mode, str(batch)],

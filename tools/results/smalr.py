@@ -13,13 +13,14 @@ trained with `dist-train train` (DeepSpeed ZeRO-2, 2 local processes) on the ten
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from tables import parse_args, write_between  # tools/results/tables.py
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = "configs/smalr-demo.yaml"
@@ -107,26 +108,13 @@ def checks(results: dict[str, dict]) -> list[str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of: " + ", ".join(ROWS))
-    parser.add_argument("--runs", type=Path, default=Path("runs/results/smalr"))
-    parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--write", type=Path, help=f"replace the table between {BEGIN} and {END} in this file")
-    args = parser.parse_args()
-    names = [n for n in args.rows.split(",") if n]
-    unknown = [n for n in names if n not in ROWS]
-    if unknown:
-        parser.error(f"unknown rows {unknown}; choose from {', '.join(ROWS)}")
+    args, names = parse_args(__doc__, ROWS, Path("runs/results/smalr"), BEGIN, END)
     measured = {name: run_row(name, args.runs, args.processes) for name in names}
-    results = {name: measured[name] for name in ROWS if name in measured}
+    results = {name: measured[name] for name in ROWS if name in measured}  # the table's order
     text = table(results, args.runs, args.processes) + "\n\n" + "\n".join(f"- {c}" for c in checks(results))
     print(text)
     if args.write:
-        doc = args.write.read_text()
-        if BEGIN not in doc or END not in doc:
-            raise SystemExit(f"{args.write} has no {BEGIN} ... {END} markers")
-        head, rest = doc.split(BEGIN, 1)
-        args.write.write_text(head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1])
+        write_between(args.write, BEGIN, END, text)
     return 0
 
 
