@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 
 from dist_train.cli import build_parser
 from dist_train.data.shards import list_finished_shards, list_shards
@@ -115,6 +116,7 @@ def test_killed_pack_resumes_to_the_same_bytes_as_an_uninterrupted_run(tmp_path)
     assert run_cli("shards", "verify", killed).returncode == 0
 
 
+@pytest.mark.timeout(1500)  # five stages, two trainings; minutes on a loaded 2-core machine
 def test_demo_packs_preprocesses_trains_with_two_processes_and_evaluates(tmp_path):
     runs = tmp_path / "runs"
     proc = run_cli("demo", "--preset", "tiny", "--shards-root", tmp_path, "--runs-root", runs, "--workers", "1")

@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 from dist_train.config import to_dict
+from dist_train.distributed.buffers import synchronise_buffers
 from dist_train.distributed.env import detect_env, init_distributed
 from dist_train.train import checkpoint as ckpt
 from dist_train.train.config import TrainConfig
@@ -172,6 +173,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                  ds_config.get("zero_optimization", {}).get("stage", 0), step)
 
     def save() -> None:
+        synchronise_buffers(engine.module)  # the checkpoint holds rank 0's: make it every rank's
         ckpt.save(engine, checkpoints, step,
                   client_state={"step": step, "epoch": loader.epoch, "world_size": world_size},
                   rank_state={"loader": loader.state_dict(), "rng": ckpt.rng_state(),
@@ -205,6 +207,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             sums = {}
             window = {"data": 0.0, "compute": 0.0, "samples": 0, "steps": 0}
         if cfg.eval.every_steps and step % cfg.eval.every_steps == 0 and step != total_steps:
+            synchronise_buffers(engine.module)  # evaluation spreads its batches over the ranks
             objective.evaluate(engine, cfg, tb, step, device)
         if step % cfg.checkpoint.every_steps == 0 or step == total_steps:
             save()
@@ -212,7 +215,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         t_data = time.perf_counter()
     if last_saved != step:
         save()
-    result = objective.evaluate(engine, cfg, tb, step, device) if step == total_steps else {}
+    result = {}
+    if step == total_steps:
+        synchronise_buffers(engine.module)  # as saved in the last checkpoint
+        result = objective.evaluate(engine, cfg, tb, step, device)
     tb.close()
     if rank == 0:
         log.info("finished at step %d; checkpoints in %s, TensorBoard logs in %s", step, checkpoints, out / "tb")

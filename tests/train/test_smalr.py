@@ -129,6 +129,15 @@ def test_smalr_trains_with_two_processes_zero2_and_evaluates(tiny_parallel10, tm
     # the evaluation's own-version scores are the plain retrieval's
     assert result["average_mean_recall_plain"] == pytest.approx(result["average_mean_recall"], abs=1e-6)
     assert (out / "checkpoints" / "latest").exists()
+    # the same command again resumes at the last step and only evaluates: from the checkpoint, every rank
+    # gets rank 0's buffers, so the evaluation matches the one made in training only if the ranks' BatchNorm
+    # statistics were synchronised before it (they drift apart while training)
+    (out / "eval" / "smalr_step00000004.json").unlink()
+    run_cli("train", "--config", REPO / "configs/smalr-tiny.yaml", "--nproc-per-node", "2", f"out_dir={out}",
+            f"data.shards={tiny_parallel10}", "deepspeed.zero_stage=2", "max_steps=4", env=env)
+    again = json.loads((out / "eval" / "smalr_step00000004.json").read_text())
+    for key in ("mean_recall", "mean_recall_clc_a"):
+        assert again[key] == pytest.approx(result[key], abs=1e-9), key
 
 
 def test_clc_mean_recall_combines_the_versions_scores_in_both_directions():

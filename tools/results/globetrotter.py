@@ -38,6 +38,7 @@ ROWS = {
     "no-cross-modal": ("without L_x", ["objective.cross_modal=0"]),
     "text-only": ("text-only: no images, no image losses", ["objective.text_only=true"]),
     "globetrotter-code-15ep": ("Globetrotter (code L_t), 15 epochs", ["objective.alpha_form=code", "epochs=15"]),
+    "no-cloze-15ep": ("without L_c, 15 epochs", ["objective.cloze=0", "epochs=15"]),
 }
 
 
