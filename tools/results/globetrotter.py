@@ -39,6 +39,7 @@ ROWS = {
     "text-only": ("text-only: no images, no image losses", ["objective.text_only=true"]),
     "globetrotter-code-15ep": ("Globetrotter (code L_t), 15 epochs", ["objective.alpha_form=code", "epochs=15"]),
     "no-cloze-15ep": ("without L_c, 15 epochs", ["objective.cloze=0", "epochs=15"]),
+    "text-only-15ep": ("text-only, 15 epochs", ["objective.text_only=true", "epochs=15"]),
 }
 
 
@@ -120,6 +121,10 @@ def checks(results: dict[str, dict]) -> list[str]:
         if all(per_pair):
             out.append(f"the same on per-pair top-1 (languages not pooled): "
                        f"{per_pair[0]['value'] / max(per_pair[1]['value'], 1e-9):.2f}x")
+    if {"no-cloze-15ep", "text-only-15ep"} <= results.keys():
+        out.append(f"15 epochs, Globetrotter without L_c against text-only on disjoint-script pairs: "
+                   f"{disjoint('no-cloze-15ep'):.2f} against {disjoint('text-only-15ep'):.2f} (chance "
+                   f"{results['text-only-15ep']['sentence_translation']['disjoint_script_pairs']['chance']:.2f})")
     if "globetrotter" in results:
         chance = results["globetrotter"]["sentence_translation"]["retrieved_positives"]["chance"]
         out.append(f"Globetrotter / chance, all pairs: {overall('globetrotter') / chance:.2f}x")
