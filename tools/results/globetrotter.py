@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from tables import parse_args, write_between  # tools/results/tables.py
+from tables import run_tool  # tools/results/tables.py
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = "configs/globetrotter-results.yaml"
@@ -141,14 +141,7 @@ def checks(results: dict[str, dict]) -> list[str]:
 
 
 def main() -> int:
-    args, names = parse_args(__doc__, ROWS, Path("runs/results/globetrotter"), BEGIN, END)
-    measured = {name: run_row(name, args.runs, args.processes) for name in names}  # in the order asked for
-    results = {name: measured[name] for name in ROWS if name in measured}  # the table's order
-    text = table(results, args.runs, args.processes) + "\n\n" + "\n".join(f"- {c}" for c in checks(results))
-    print(text)
-    if args.write:
-        write_between(args.write, BEGIN, END, text)
-    return 0
+    return run_tool(__doc__, ROWS, Path("runs/results/globetrotter"), BEGIN, END, run_row, table, checks)
 
 
 if __name__ == "__main__":

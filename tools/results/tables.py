@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Callable
 
 
 def parse_args(doc: str, rows: dict, runs: Path, begin: str, end: str) -> tuple[argparse.Namespace, list[str]]:
@@ -28,3 +29,17 @@ def write_between(path: Path, begin: str, end: str, text: str) -> None:
         raise SystemExit(f"{path} has no {begin} ... {end} markers")
     head, rest = doc.split(begin, 1)
     path.write_text(head + begin + "\n" + text + "\n" + end + rest.split(end, 1)[1])
+
+
+def run_tool(doc: str, rows: dict, runs: Path, begin: str, end: str, run_row: Callable[[str, Path, int], dict],
+             table: Callable[[dict, Path, int], str], checks: Callable[[dict], list[str]]) -> int:
+    """A results tool's main: measure the rows asked for, print the table (rows in `rows`' order) and the
+    checks, and with --write put the table in the file."""
+    args, names = parse_args(doc, rows, runs, begin, end)
+    measured = {name: run_row(name, args.runs, args.processes) for name in names}  # in the order asked for
+    results = {name: measured[name] for name in rows if name in measured}
+    text = table(results, args.runs, args.processes) + "\n\n" + "\n".join(f"- {c}" for c in checks(results))
+    print(text)
+    if args.write:
+        write_between(args.write, begin, end, text)
+    return 0
