@@ -104,8 +104,8 @@ def smalr_table(result: dict) -> str:
                  + f"   (chance {result['average_mean_recall_chance']:.2f})")
     params = result.get("parameters", {})
     if params:
-        lines.append(f"embedding parameters {params.get('embedding_total', 0):,}, "
-                     f"one full vocabulary per language would need {params.get('embedding_full_vocabulary_per_language', 0):,}")
+        lines.append(f"embedding parameters {params.get('embedding_total', 0):,} (one full vocabulary per language with "
+                     f"the same word vectors: {params.get('embedding_full_vocabulary_per_language', 0):,})")
     return "\n".join(lines)
 
 
