@@ -6,11 +6,6 @@ reference in the test (the whole batch), so both sides compute exactly the same 
 
 from __future__ import annotations
 
-import os
-import tempfile
-import traceback
-from pathlib import Path
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -164,40 +159,14 @@ def run_scenarios(batch, grad_cache_chunk: int | None = None) -> dict[str, dict[
     return results
 
 
-def average_over_ranks(results):
-    """What DDP / DeepSpeed do with gradients (and what logging does with loss shares)."""
-    import torch.distributed as dist
+def rank_results(rank: int, world: int) -> dict:
+    """One rank's view: every scenario on this rank's slice of each split, averaged over ranks."""
+    from tests.distributed.two_ranks import average_over_ranks
 
-    world = dist.get_world_size()
-    for values in results.values():
-        for key in ("loss", "grads"):
-            dist.all_reduce(values[key])
-            values[key] /= world
-    return results
-
-
-def worker(rank: int, world: int, port: int, out_dir: str) -> None:
-    """One rank: join the group, run every scenario on each split of the batch, save rank 0's view."""
-    from dist_train.distributed import DistEnv, init_distributed
-
-    try:
-        init_distributed("gloo", env=DistEnv(rank=rank, world_size=world, master_port=port), timeout_s=60)
-        batch = make_batch()
-        saved = {}
-        for split_name, sizes in SPLITS.items():
-            start = sum(sizes[:rank])
-            local = slice_batch(batch, start, start + sizes[rank])
-            saved[split_name] = average_over_ranks(run_scenarios(local, grad_cache_chunk=3))
-        if rank == 0:
-            # write then rename: the test reads the file only once it is complete
-            with tempfile.NamedTemporaryFile(dir=out_dir, delete=False) as handle:
-                torch.save(saved, handle)
-            os.replace(handle.name, Path(out_dir) / "results.pt")
-    except Exception:
-        (Path(out_dir) / f"error-{rank}.txt").write_text(traceback.format_exc())
-        raise
-    finally:
-        import torch.distributed as dist
-
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    batch = make_batch()
+    saved = {}
+    for split_name, sizes in SPLITS.items():
+        start = sum(sizes[:rank])
+        saved[split_name] = average_over_ranks(run_scenarios(slice_batch(batch, start, start + sizes[rank]),
+                                                             grad_cache_chunk=3))
+    return saved

@@ -7,47 +7,16 @@ values over the concatenated batch, for equal and unequal splits, and through gr
 
 from __future__ import annotations
 
-import socket
-import time
-
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from tests.distributed import global_batch_scenarios as scenarios
-
-WORLD = 2
-TIMEOUT_S = 180
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.distributed.two_ranks import run_on_ranks
 
 
 @pytest.fixture(scope="module")
 def distributed_results(tmp_path_factory):
-    out_dir = tmp_path_factory.mktemp("global-batch")
-    context = mp.start_processes(
-        scenarios.worker,
-        args=(WORLD, free_port(), str(out_dir)),
-        nprocs=WORLD,
-        join=False,
-        start_method="spawn",
-    )
-    deadline = time.monotonic() + TIMEOUT_S
-    try:
-        while not context.join(timeout=5):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"2-process run did not finish in {TIMEOUT_S} s")
-    finally:
-        for process in context.processes:
-            if process.is_alive():
-                process.kill()
-    errors = sorted(out_dir.glob("error-*.txt"))
-    assert not errors, "\n".join(e.read_text() for e in errors)
-    return torch.load(out_dir / "results.pt")
+    return run_on_ranks(scenarios.rank_results, tmp_path_factory.mktemp("global-batch"))
 
 
 @pytest.fixture(scope="module")

@@ -3,20 +3,13 @@ and two gloo processes over halves of a batch against one process over the whole
 
 from __future__ import annotations
 
-import os
-import socket
-import tempfile
-import time
-import traceback
-from pathlib import Path
-
 import pytest
 import torch
-import torch.multiprocessing as mp
 import torch.nn as nn
 import torch.nn.functional as F
 
 from dist_train.losses import triplet_ranking_loss
+from tests.distributed.two_ranks import average_over_ranks, run_on_ranks
 
 N, D = 9, 5
 
@@ -156,58 +149,19 @@ def run_scenarios(batch) -> dict[str, dict[str, torch.Tensor]]:
     return results
 
 
-def worker(rank: int, world: int, port: int, out_dir: str) -> None:
-    import torch.distributed as dist
-
-    from dist_train.distributed import DistEnv, init_distributed
-
-    try:
-        init_distributed("gloo", env=DistEnv(rank=rank, world_size=world, master_port=port), timeout_s=60)
-        batch = make_batch()
-        saved = {}
-        for split, sizes in SPLITS.items():
-            start = sum(sizes[:rank])
-            results = run_scenarios({k: v[start:start + sizes[rank]] for k, v in batch.items()})
-            for values in results.values():  # what DeepSpeed does with gradients and logging with loss shares
-                for key in ("loss", "grads"):
-                    dist.all_reduce(values[key])
-                    values[key] /= world
-            saved[split] = results
-        if rank == 0:
-            with tempfile.NamedTemporaryFile(dir=out_dir, delete=False) as handle:
-                torch.save(saved, handle)
-            os.replace(handle.name, Path(out_dir) / "results.pt")
-    except Exception:
-        (Path(out_dir) / f"error-{rank}.txt").write_text(traceback.format_exc())
-        raise
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def rank_results(rank: int, world: int) -> dict:
+    """One rank's view: every scenario on this rank's slice of each split, averaged over ranks."""
+    batch = make_batch()
+    saved = {}
+    for split, sizes in SPLITS.items():
+        start = sum(sizes[:rank])
+        saved[split] = average_over_ranks(run_scenarios({k: v[start:start + sizes[rank]] for k, v in batch.items()}))
+    return saved
 
 
 @pytest.fixture(scope="module")
 def two_process_results(tmp_path_factory):
-    out_dir = tmp_path_factory.mktemp("triplet-global-batch")
-    context = mp.start_processes(worker, args=(2, _free_port(), str(out_dir)), nprocs=2, join=False,
-                                 start_method="spawn")
-    deadline = time.monotonic() + 180
-    try:
-        while not context.join(timeout=5):
-            if time.monotonic() > deadline:
-                raise TimeoutError("2-process run did not finish in 180 s")
-    finally:
-        for process in context.processes:
-            if process.is_alive():
-                process.kill()
-    errors = sorted(out_dir.glob("error-*.txt"))
-    assert not errors, "\n".join(e.read_text() for e in errors)
-    return torch.load(out_dir / "results.pt")
+    return run_on_ranks(rank_results, tmp_path_factory.mktemp("triplet-global-batch"))
 
 
 @pytest.mark.parametrize("split", list(SPLITS))
