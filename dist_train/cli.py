@@ -215,6 +215,9 @@ def cmd_train(args) -> int:
     ensure_training_data(cfg)
     already_launched = "RANK" in os.environ or "SLURM_PROCID" in os.environ
     if args.nproc_per_node > 1 and not already_launched:
+        from .train.objectives import check_training_data
+
+        check_training_data(cfg)  # here, not in each worker: one line, before any process starts
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc_per_node}",
                "-m", "dist_train.train.main", *(["--config", str(args.config)] if args.config else []),
                *args.overrides]

@@ -54,25 +54,29 @@ def run_demo(preset: str = "demo", shards_root: Path = Path("shards"), workers: 
     print(f"report: {run / 'eval' / 'report.md'}; TensorBoard: tensorboard --logdir {run / 'tb'}")
     if not smalr:
         return 0
-    return run_smalr_stage(preset, shards_root, workers, progress, Path(runs_root), processes)
+    return run_smalr_stage(preset, shards_root, workers, progress, Path(runs_root), processes, image_network=run)
 
 
 def run_smalr_stage(preset: str, shards_root: Path, workers: int | None, progress: bool, runs_root: Path,
-                    processes: int) -> int:
+                    processes: int, image_network: Path | None = None) -> int:
     """SMALR on the benchmark in ten languages, every image captioned in each (translated by the
     reference translator, with precomputed image features): image-text mean recall per language,
-    with Cross-Lingual Consistency."""
+    with Cross-Lingual Consistency. `image_network`: a run whose image network extracts the features
+    (the demo's Globetrotter run, the benchmark's stand-in for ImageNet weights); None: a seeded random ResNet-18."""
     import json
 
     config = CONFIGS / f"smalr-{preset}.yaml"
     if not config.is_file():
         print(f"no SMALR config {config} for the {preset} preset: stopping")
         return 0
+    features = f"by the image network of {image_network}" if image_network else "by a random ResNet-18"
     print(f"\n[5/{STEPS}] SMALR: the benchmark in {len(TEN_LANGUAGES)} languages, every image captioned in each, "
-          "image features precomputed")
+          f"image features precomputed {features}")
     t0 = time.perf_counter()
     ready = prepare_world(preset, shards_root, workers, progress, verbose=False, languages=TEN_LANGUAGES,
-                          preprocess_config=CONFIGS / "preprocess" / "parallel10.yaml")
+                          preprocess_config=CONFIGS / "preprocess" / "parallel10.yaml",
+                          overrides=(f"features.checkpoint={image_network}",) if image_network else (),
+                          suffix="-globetrotter-features" if image_network else "")
     if ready is None:
         return 1
     print(f"packed, translated and preprocessed into {ready} in {time.perf_counter() - t0:.0f}s")
@@ -110,31 +114,44 @@ def smalr_table(result: dict) -> str:
 
 
 def results_table(metrics: dict) -> str:
-    """Sentence translation from each language (mean over targets) beside chance, and the totals."""
+    """Sentence translation from each language (mean over targets) beside chance, and the totals: among
+    the other languages' sentences (the headline), and pooled with the query's own language."""
     st = metrics["sentence_translation"]
     pairs = st["by_language_pair"]
-    lines = [f"{'query language':<16} {'translation %':>14} {'chance %':>9}"]
+    lines = [f"{'query language':<24} {'translation %':>14} {'chance %':>9}"]
     for i, lang in enumerate(pairs["languages"]):
         values = [v for v in pairs["value"][i] if v is not None]
         chances = [c for c in pairs["chance"][i] if c is not None]
         if values:
-            lines.append(f"{lang:<16} {sum(values) / len(values):>14.1f} {sum(chances) / len(chances):>9.1f}")
+            lines.append(f"{lang:<24} {sum(values) / len(values):>14.1f} {sum(chances) / len(chances):>9.1f}")
     overall, disjoint = st["retrieved_positives"], st["disjoint_script_pairs"]
-    lines.append(f"{'all pairs':<16} {overall['value']:>14.1f} {overall['chance']:>9.1f}")
+    lines.append(f"{'all pairs':<24} {overall['value']:>14.1f} {overall['chance']:>9.1f}")
     if disjoint["value"] is not None:
-        lines.append(f"{'disjoint scripts':<16} {disjoint['value']:>14.1f} {disjoint['chance']:>9.1f}")
+        lines.append(f"{'disjoint scripts':<24} {disjoint['value']:>14.1f} {disjoint['chance']:>9.1f}")
+    pooled = metrics.get("sentence_translation_pooled")
+    if pooled is not None:
+        for name, fig in (("all pairs", pooled["retrieved_positives"]), ("disjoint scripts", pooled["disjoint_script_pairs"])):
+            if fig["value"] is not None:
+                lines.append(f"{name + ', pooled':<24} {fig['value']:>14.1f} {fig['chance']:>9.1f}   "
+                             "(candidates include the query's own language)")
+    own = metrics.get("bitext_retrieval", {}).get("own_language_neighbours")
+    if own is not None and own["value"] is not None:
+        lines.append(f"{'own-language share':<24} {own['value']:>14.1f} {own['chance']:>9.1f}   "
+                     "(of each query's top M-1 neighbours, all languages pooled)")
     return "\n".join(lines)
 
 
 def prepare_world(preset: str, shards_root: Path = Path("shards"), workers: int | None = None,
                   progress: bool = True, verbose: bool = False, languages: tuple[str, ...] | None = None,
-                  preprocess_config: Path | None = None) -> Path | None:
+                  preprocess_config: Path | None = None, overrides: tuple[str, ...] = (),
+                  suffix: str = "") -> Path | None:
     """Pack and preprocess the built-in benchmark (each step skipped when already done); returns the
     training-ready dataset folder, or None when the packed shards fail verification. `languages` packs
-    a subset (its folders get a `-parallel<N>` suffix); `preprocess_config` replaces the defaults."""
+    a subset (its folders get a `-parallel<N>` suffix); `preprocess_config` replaces the defaults,
+    `overrides` (key=value) apply on top, and `suffix` names the preprocessed folder apart."""
     name = f"world-{preset}" + (f"-parallel{len(languages)}" if languages else "")
     packed = Path(shards_root) / "packed" / name
-    ready = Path(shards_root) / name
+    ready = Path(shards_root) / (name + suffix)
     say = print if verbose else (lambda *a, **k: None)
     say(f"[1/{STEPS}] pack the built-in benchmark ({preset}) into {packed}")
     t0 = time.perf_counter()
@@ -153,7 +170,10 @@ def prepare_world(preset: str, shards_root: Path = Path("shards"), workers: int 
 
     say(f"\n[2/{STEPS}] preprocess with Ray into {ready} (normalise, shared vocabulary, tokens)")
     t0 = time.perf_counter()
-    cfg = load_config(PreprocessConfig, preprocess_config, (), validate)  # None: configs/preprocess/default.yaml
+    # None: configs/preprocess/default.yaml with the preset's vocabulary size
+    if preprocess_config is None and source.spec.vocab_size:
+        overrides = (f"vocab.size={source.spec.vocab_size}", *overrides)
+    cfg = load_config(PreprocessConfig, preprocess_config, overrides, validate)
     pre = preprocess(packed, ready, cfg, progress=progress)
     say(preprocess_table(pre, ready))
     say(f"preprocessed in {time.perf_counter() - t0:.1f}s")

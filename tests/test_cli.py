@@ -134,7 +134,11 @@ def test_demo_packs_preprocesses_trains_with_two_processes_and_evaluates(tmp_pat
     for line in ("all pairs", "disjoint scripts", f"tensorboard --logdir {run / 'tb'}"):
         assert line in proc.stdout
     smalr = runs / "smalr-tiny"  # step 5: SMALR on the ten-language version, with CLC
-    assert (tmp_path / "world-tiny-parallel10" / "train").is_dir()
+    parallel = tmp_path / "world-tiny-parallel10-globetrotter-features"
+    assert (parallel / "train").is_dir()
+    # SMALR's image features come from the Globetrotter run's image network, not a random ResNet
+    assert f"image network of {run}" in (parallel / "summary.json").read_text()
+    assert "random-init" not in (parallel / "summary.json").read_text()
     assert (smalr / "checkpoints" / "latest").read_text() == "step00000006"
     (evaluation,) = (smalr / "eval").glob("smalr_step*.json")
     result = json.loads(evaluation.read_text())

@@ -45,6 +45,7 @@ from .shards import (
     sample_tar_bytes,
     tar_file_bytes,
 )
+from .sources._common import group_string
 from .sources.base import Source, SourceRecord
 
 log = logging.getLogger(__name__)
@@ -390,6 +391,7 @@ def _pack_split(source: Source, split: str, out: Path, encoder: _Encoder, seen_k
                 key=c.key, image=jpeg, caption=c.caption, language=c.language, image_id=str(rec.image_id),
                 caption_id=str(rec.caption_id), source=source.name, split=split, width=width, height=height,
                 provenance=rec.provenance, meta=rec.meta,
+                translation_group=group_string(rec.translation_group),
             )
             record = sample.to_wds()
             size = sample_tar_bytes(record)

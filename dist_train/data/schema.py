@@ -63,10 +63,20 @@ class Sample:
     height: int
     provenance: Provenance = field(default_factory=Provenance)
     meta: dict[str, Any] = field(default_factory=dict)  # free-form, JSON-serialisable
+    # Captions with equal groups translate each other (a multilingual test set's ground truth for
+    # sentence translation). None: the source declared none; see `dist_train.train.data.caption_group`
+    # for what evaluation and training fall back to.
+    translation_group: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.translation_group is not None and not (isinstance(self.translation_group, str)
+                                                       and self.translation_group):
+            raise ValueError(f"translation_group must be a non-empty string or None, got {self.translation_group!r}")
 
     def metadata(self) -> dict[str, Any]:
-        """The content of the `.json` member."""
-        return {
+        """The content of the `.json` member (`translation_group` only when there is one, so datasets
+        packed before the field existed read back, and are written, byte for byte as before)."""
+        md = {
             "schema_version": SCHEMA_VERSION,
             "image_id": self.image_id,
             "caption_id": self.caption_id,
@@ -78,6 +88,9 @@ class Sample:
             "provenance": asdict(self.provenance),
             "meta": self.meta,
         }
+        if self.translation_group is not None:
+            md["translation_group"] = self.translation_group
+        return md
 
     def to_wds(self) -> dict[str, Any]:
         """The sample as webdataset's TarWriter takes it (bytes values are written as they are)."""
@@ -105,6 +118,7 @@ class Sample:
             height=md["height"],
             provenance=Provenance(**md["provenance"]),
             meta=md.get("meta", {}),
+            translation_group=md.get("translation_group"),
         )
 
 

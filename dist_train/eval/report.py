@@ -3,7 +3,8 @@
 The report walks the metrics dict (see `figures`): every ``{"value", "chance"}`` leaf becomes a
 table row with its chance level beside it, every language-pair matrix a table whose cells read
 ``value (chance)``, and plain numbers or lists are listed as facts. Nothing is dropped, so the
-report says everything `metrics.json` says.
+report says everything `metrics.json` says. A node with a ``"skipped"`` entry (a figure that could
+not be computed on the data) becomes one line, "not computed: <reason>", instead of empty numbers.
 
 matplotlib is imported only when a heatmap is drawn (Agg backend, no display needed).
 """
@@ -74,7 +75,9 @@ def _figure_rows(node: Mapping[str, Any], trail: list[str]) -> list[tuple[str, A
     out: list[tuple[str, Any]] = []
     for key, child in node.items():
         label = " / ".join([*trail, _title(str(key))])
-        if is_figure(child) or is_pair_matrix(child):
+        if isinstance(child, Mapping) and "skipped" in child:
+            out.append((label, f"not computed: {child['skipped']}"))
+        elif is_figure(child) or is_pair_matrix(child):
             out.append((label, child))
         elif isinstance(child, Mapping):
             out.extend(_figure_rows(child, [*trail, _title(str(key))]))

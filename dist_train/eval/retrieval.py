@@ -29,6 +29,8 @@ import torch
 from .figures import figure, pair_matrix
 
 DEFAULT_CHUNK_SIZE = 1024
+# Sentence-translation protocols: candidates of every language, or of the query's other languages only.
+POOLED, OTHER_LANGUAGES = "pooled", "other languages"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,9 +179,11 @@ class SentenceTranslationResult:
     pair_positives: np.ndarray
     num_queries: int
     num_positives: int
+    protocol: str = "pooled"
 
     def to_metrics(self) -> dict[str, Any]:
         return {
+            "protocol": self.protocol,
             "retrieved_positives": figure(self.retrieved_positives, self.chance),
             "by_language_pair": pair_matrix(self.languages, self.pair_retrieved, self.pair_chance),
             "num_queries": self.num_queries,
@@ -202,14 +206,21 @@ def _translation_inputs(emb: Any, group_ids: Any, languages: Any, device: torch.
 
 def sentence_translation(emb: Any, group_ids: Any, languages: Any, chunk_size: int = DEFAULT_CHUNK_SIZE,
                          device: torch.device | str | None = None,
-                         language_order: Sequence[str] | None = None) -> SentenceTranslationResult:
-    """Translation by retrieval: every sentence queries all others, its group mates are the positives.
+                         language_order: Sequence[str] | None = None,
+                         exclude_same_language: bool = False) -> SentenceTranslationResult:
+    """Translation by retrieval: every sentence queries the others, its group mates are the positives.
 
     emb: (N, D) sentence embeddings; group_ids: (N,) one id per test caption, shared by its
     translations; languages: (N,) language of each sentence. A query with k positives (k = M-1 for a
-    complete group) is scored by how many of them are in its top k among the N-1 other sentences
-    (the query itself is excluded). Sentences alone in their group are not queries but remain
-    candidates (distractors).
+    complete group) is scored by how many of them are in its top k among the candidates. Sentences
+    alone in their group are not queries but remain candidates (distractors).
+
+    Two protocols. Pooled (the paper's section 5.2 as written, `exclude_same_language=False`): the
+    candidates are all N-1 other sentences, so sentences of the query's own language compete with its
+    translations, and embeddings that keep any grouping by language score below chance (the floor is
+    0, not chance). Other languages only (`exclude_same_language=True`, what the published code's
+    retrieval does): the candidates are the sentences of the other languages, the positives the
+    query's translations among them.
     """
     keys, language_names, lang, others = _translation_inputs(emb, group_ids, languages, device, language_order)
     n, n_lang, dev = keys.shape[0], len(language_names), keys.device
@@ -217,10 +228,14 @@ def sentence_translation(emb: Any, group_ids: Any, languages: Any, chunk_size: i
     expected = torch.zeros(n_lang * n_lang, dtype=torch.float64, device=dev)
     counted = torch.zeros(n_lang * n_lang, dtype=torch.float64, device=dev)
     num_queries = 0
+    per_language = torch.bincount(lang, minlength=n_lang)
 
     for rows in query_chunks(n, chunk_size):
         positives = others[rows]
         valid = positives >= 0
+        rows_lang = lang[rows]
+        if exclude_same_language:
+            valid &= lang[positives.clamp(min=0)] != rows_lang[:, None]
         k = valid.sum(1)
         has_positives = k > 0
         if not bool(has_positives.any()):
@@ -230,6 +245,12 @@ def sentence_translation(emb: Any, group_ids: Any, languages: Any, chunk_size: i
                                             k[has_positives], query_index[has_positives])
         scores = keys[query_index] @ keys.T
         scores[torch.arange(len(query_index), device=dev), query_index] = float("-inf")
+        query_lang = lang[query_index]
+        if exclude_same_language:
+            scores.masked_fill_(lang[None, :] == query_lang[:, None], float("-inf"))
+            n_candidates = n - per_language[query_lang]
+        else:
+            n_candidates = torch.full_like(k, n - 1)
         positive_scores = scores.gather(1, positives.clamp(min=0))
         credit = positives_in_top_k(scores, k, positive_scores, valid)
         del scores
@@ -237,7 +258,7 @@ def sentence_translation(emb: Any, group_ids: Any, languages: Any, chunk_size: i
         cell = (lang[query_index][:, None] * n_lang + lang[positives.clamp(min=0)])[valid]
         retrieved.index_add_(0, cell, credit[valid])
         counted.index_add_(0, cell, torch.ones_like(cell, dtype=torch.float64))
-        chance_each = (k.to(torch.float64) / (n - 1))[:, None].expand_as(valid)[valid]
+        chance_each = (k.to(torch.float64) / n_candidates.to(torch.float64))[:, None].expand_as(valid)[valid]
         expected.index_add_(0, cell, chance_each)
         num_queries += len(query_index)
 
@@ -255,6 +276,7 @@ def sentence_translation(emb: Any, group_ids: Any, languages: Any, chunk_size: i
         pair_positives=counted.astype(np.int64),
         num_queries=num_queries,
         num_positives=int(total),
+        protocol=OTHER_LANGUAGES if exclude_same_language else POOLED,
     )
 
 

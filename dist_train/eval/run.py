@@ -7,13 +7,22 @@ the same metric functions during training.
 
 Sections of metrics.json:
 
-- `sentence_translation`: translation by retrieval (Globetrotter 5.2), see `retrieval.sentence_translation`.
+- `sentence_translation`: translation by retrieval (Globetrotter 5.2) among the sentences of the
+  query's other languages (the published code's protocol, the headline), and
+  `sentence_translation_pooled` among all sentences (the paper's text); see `translation_metrics`.
+- `bitext_retrieval`: top-1 per ordered language pair, and the own-language share of neighbours.
 - `word_translation`: recall@10 of word translation before and after orthogonal alignment
   (Globetrotter 5.3, 3.4 and appendix B.2), see `word_translation_metrics` below.
 - `cross_modal`: recall@K both directions per language and SMALR's mean recall; when the split's
   captions carry machine-translated queries (`meta.translations`, made by `dist-train preprocess`
   with `translate.query_splits`), a `clc` subsection with SMALR's cross-lingual consistency
   (CLC-A, and CLC-C when the validation split has translated queries too), see `clc_text_to_image`.
+
+A figure that cannot be computed on the split (no pair of languages written in disjoint scripts, no
+human-captioned languages named, no ground-truth word pairs) is never reported as a number: its node
+carries a `"skipped": "<reason>"` entry instead, which the report shows, and TensorBoard leaves it out.
+A split without captions that translate each other (no translation groups) is refused up front
+(ConfigError): see `dist_train.train.data.check_translation_groups`.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from dist_train.eval.retrieval import (DEFAULT_CHUNK_SIZE, best_positive_rank, b
                                        normalised, query_chunks, sentence_translation)
 from dist_train.eval.word_translation import WordTable, ground_truth_pairs
 from dist_train.eval.word_translation import word_translation as word_translation_report
+from dist_train.train.export import load_model
 
 log = logging.getLogger(__name__)
 
@@ -48,28 +58,6 @@ CLC_KS = (1, 5, 10)
 # this many queries a seeded sample of them (and their images) is used, so memory stays bounded.
 CLC_VAL_MAX_QUERIES = 1000  # the classifier's hidden layer holds queries x images x 32 activations
 UNK_ID = 1  # sentencepiece models trained by `dist-train preprocess` (see preprocess.vocab)
-
-
-def load_model(checkpoint: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """An exported folder (model.safetensors + config.yaml) or a run's DeepSpeed checkpoints folder."""
-    path = Path(checkpoint)
-    if (path / "model.safetensors").is_file():
-        from dist_train.train.export import load_exported
-
-        return load_exported(path)
-    if (path / "latest").is_file() or path.name.startswith("step"):
-        import os
-        import tempfile
-
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
-        from dist_train.train.export import export, load_exported
-
-        checkpoints, tag = (path, None) if (path / "latest").is_file() else (path.parent, path.name)
-        with tempfile.TemporaryDirectory() as tmp:
-            export(checkpoints, tmp, tag=tag)
-            return load_exported(tmp)
-    raise FileNotFoundError(f"{path} is neither an exported model (model.safetensors) nor a checkpoints folder "
-                            "(with a 'latest' pointer)")
 
 
 def scripts_of(captions: list[str]) -> set[str]:
@@ -185,6 +173,13 @@ def word_translation_metrics(tables: Mapping[str, WordTable], token_lists: Seque
     pairs = ground_truth_pairs(token_lists, list(groups), languages, language_pairs)
     result = word_translation_report(tables, pairs, alignment=alignment, csls=csls)
     metrics = result.to_metrics()
+    for stage in ("before_alignment", "after_alignment"):
+        for subset, which in (("all_tokens", "ground-truth word pairs"),
+                              ("different_tokens", "ground-truth word pairs whose tokens differ")):
+            node = metrics[stage][f"{subset}_recall@{result.before.k}"]
+            if node["macro"]["value"] is None:
+                node["skipped"] = (f"no {which}: the tf-idf ground truth found none in the split's translation "
+                                   "groups")
     metrics["representation"] = {"input": "input word embeddings (shared table, rows of each language's tokens)",
                                  "contextual": "last-layer hidden states averaged over each token's occurrences"
                                  }.get(representation, representation)
@@ -399,27 +394,29 @@ def evaluate(checkpoint: str | Path, shards: str | Path, out: str | Path, split:
         raise ValueError(f"word_representation must be one of {WORD_REPRESENTATIONS}, got {word_representation!r}")
     if word_alignment not in WORD_ALIGNMENTS:
         raise ValueError(f"word_alignment must be one of {WORD_ALIGNMENTS}, got {word_alignment!r}")
-    model, config = load_model(checkpoint)
+    from dist_train.train.data import check_translation_groups
+
     root, out = Path(shards), Path(out)
+    captions = read_split_captions(root, split)
+    # before the model is loaded: a split without translations is a config error, not a metric of 0 queries
+    check_translation_groups(root, split, groups=captions.groups, languages=captions.languages)
+    model, config = load_model(checkpoint)
     mc = config["model_config"]
     vocab = type("V", (), {"bos_id": mc["bos_id"], "eos_id": mc["eos_id"], "pad_id": mc["pad_id"]})
     max_tokens = config.get("data", {}).get("max_tokens", mc.get("max_length", 64))
     image_size = config.get("data", {}).get("image_size", 224)
-    captions = read_split_captions(root, split)
 
     with torch.no_grad():
         text_text = embed_tokens(lambda t: model.encode_text(t)["text_text"], captions.tokens, vocab, max_tokens,
                                  batch_size)
-        result = sentence_translation(text_text, captions.groups, captions.languages)
-        metrics: dict[str, Any] = {"sentence_translation": result.to_metrics()}
-        # pairs of languages that share no script: no written word in common
+        metrics: dict[str, Any] = translation_metrics(text_text, captions)
         scripts = _scripts_by_language(captions)
-        metrics["sentence_translation"]["disjoint_script_pairs"] = _disjoint_average(
-            metrics["sentence_translation"]["by_language_pair"], scripts)
         # the same question asked of one target language at a time: blind to grouping by language
         metrics["bitext_retrieval"] = bitext_retrieval(text_text, captions.groups, captions.languages).to_metrics()
         metrics["bitext_retrieval"]["disjoint_script_pairs"] = _disjoint_average(
             metrics["bitext_retrieval"]["by_language_pair"], scripts)
+        if metrics["bitext_retrieval"]["accuracy"]["value"] is None:
+            metrics["bitext_retrieval"]["skipped"] = "no caption of the split has a translation in another language"
         if word_translation:
             metrics["word_translation"] = _word_translation_section(
                 model, mc, captions, max_tokens, batch_size, csls, word_representation, word_alignment)
@@ -436,6 +433,10 @@ def evaluate(checkpoint: str | Path, shards: str | Path, out: str | Path, split:
             cross = cross_modal_recall(image_emb, text_cross, text_image, captions.languages,
                                        human_languages=human_languages)
             metrics["cross_modal"] = cross.to_metrics()
+            if metrics["cross_modal"]["human_average_mean_recall"]["value"] is None:
+                metrics["cross_modal"]["human_average_mean_recall"] = {"skipped": (
+                    f"none of the human-captioned languages given ({', '.join(human_languages)}) has captions "
+                    "in the split" if human_languages else "no human-captioned languages given (--human-languages)")}
             if clc and any(translations_of(md) for md in captions.metas):
                 metrics["cross_modal"]["clc"] = _clc_section(
                     model, root, split, clc_train_split, captions, image_emb, text_cross, text_image, vocab,
@@ -573,6 +574,26 @@ def _clc_section(model: torch.nn.Module, root: Path, split: str, train_split: st
     return section
 
 
+def translation_metrics(text_text: Any, captions: SplitCaptions) -> dict[str, Any]:
+    """Sentence translation under both protocols, each with its mean over disjoint-script pairs.
+
+    `sentence_translation` (the headline) ranks the sentences of the query's other languages only, as
+    the published code's retrieval does; `sentence_translation_pooled` ranks all sentences, as the
+    paper's section 5.2 reads, where any grouping of sentences by language pushes the figure below chance.
+    """
+    scripts = _scripts_by_language(captions)  # pairs of languages that share no script: no written word in common
+    metrics: dict[str, Any] = {}
+    for key, exclude in (("sentence_translation", True), ("sentence_translation_pooled", False)):
+        section = sentence_translation(text_text, captions.groups, captions.languages,
+                                       exclude_same_language=exclude).to_metrics()
+        section["disjoint_script_pairs"] = _disjoint_average(section["by_language_pair"], scripts)
+        if not section["num_queries"]:
+            section["skipped"] = ("no caption of the split has a translation among the candidates (its translation "
+                                  "groups hold one language each)")
+        metrics[key] = section
+    return metrics
+
+
 def _scripts_by_language(captions: SplitCaptions) -> dict[str, set[str]]:
     texts: dict[str, list[str]] = collections.defaultdict(list)
     for lang, text in zip(captions.languages, captions.texts):
@@ -591,40 +612,73 @@ def _disjoint_average(pairs: dict[str, Any], scripts: dict[str, set[str]]) -> di
                     values.append(pairs["value"][i][j])
                     chances.append(pairs["chance"][i][j])
     if not values:
-        return {"value": None, "chance": None, "pairs": 0}
+        # "value" and "chance" stay (as None) for readers that test them; "skipped" says why there is none
+        if len(langs) < 2:
+            why = f"the split has fewer than two languages ({', '.join(langs) or 'none'})"
+        elif not any(a != b and not (scripts.get(a, set()) & scripts.get(b, set())) for a in langs for b in langs):
+            why = f"every two of the split's languages share a script ({', '.join(langs)})"
+        else:
+            why = "no caption has a translation in a language of a disjoint script"
+        return {"value": None, "chance": None, "pairs": 0, "skipped": why}
     return {"value": float(np.mean(values)), "chance": float(np.mean(chances)), "pairs": len(values)}
 
 
+def _has(fig: Any) -> bool:
+    """A figure with both numbers (a figure that could not be computed holds None, or is a skipped entry)."""
+    return isinstance(fig, Mapping) and fig.get("value") is not None and fig.get("chance") is not None
+
+
 def summary_line(metrics: dict[str, Any]) -> str:
-    st = metrics["sentence_translation"]
-    overall, disjoint = st["retrieved_positives"], st["disjoint_script_pairs"]
-    parts = [f"sentence translation {overall['value']:.1f}% (chance {overall['chance']:.1f})"]
-    if disjoint["value"] is not None:
+    """One line of the headline figures that exist; figures that could not be computed are named as
+    such (their reasons are in metrics.json and the report), never formatted as numbers."""
+    parts: list[str] = []
+    skipped: list[str] = []
+    st = metrics.get("sentence_translation", {})
+    overall = st.get("retrieved_positives")
+    if _has(overall):
+        parts.append(f"sentence translation {overall['value']:.1f}% (chance {overall['chance']:.1f})")
+    else:
+        skipped.append("sentence translation")
+    disjoint = st.get("disjoint_script_pairs")
+    if _has(disjoint):
         parts.append(f"disjoint scripts {disjoint['value']:.1f}% (chance {disjoint['chance']:.1f})")
+    pooled = metrics.get("sentence_translation_pooled")
+    if pooled is not None and _has(pooled.get("retrieved_positives")):
+        parts.append(f"pooled with the own language {pooled['retrieved_positives']['value']:.1f}% "
+                     f"(chance {pooled['retrieved_positives']['chance']:.1f})")
     bitext = metrics.get("bitext_retrieval")
     if bitext is not None:
-        own = bitext["own_language_neighbours"]
-        parts.append(f"per-pair top-1 {bitext['accuracy']['value']:.1f}% (chance {bitext['accuracy']['chance']:.1f}), "
-                     f"own-language neighbours {own['value']:.0f}% (chance {own['chance']:.0f})")
+        own = bitext.get("own_language_neighbours")
+        if _has(bitext.get("accuracy")) and _has(own):
+            parts.append(f"per-pair top-1 {bitext['accuracy']['value']:.1f}% (chance {bitext['accuracy']['chance']:.1f}), "
+                         f"own-language neighbours {own['value']:.0f}% (chance {own['chance']:.0f})")
+        else:
+            skipped.append("per-pair top-1")
     wt = metrics.get("word_translation", {})
     if "after_alignment" in wt:
         before = wt["before_alignment"]["all_tokens_recall@10"]["macro"]
         after = wt["after_alignment"]["all_tokens_recall@10"]["macro"]
-        if before["value"] is not None and after["value"] is not None:
+        if _has(before) and _has(after):
             parts.append(f"word translation R@10 {before['value']:.1f}% -> {after['value']:.1f}% aligned "
                          f"(chance {after['chance']:.1f})")
+        else:
+            skipped.append("word translation")
+    elif "skipped" in wt:
+        skipped.append("word translation")
     cm = metrics.get("cross_modal", {})
-    if "average_mean_recall" in cm:
+    if _has(cm.get("average_mean_recall")):
         parts.append(f"cross-modal mean recall {cm['average_mean_recall']['value']:.1f} "
                      f"(chance {cm['average_mean_recall']['chance']:.1f})")
     averages = cm.get("clc", {}).get("average_over_languages", {})
-    if "clc_a" in averages:
+    if "clc_a" in averages and all(_has(averages[m].get("R@1")) for m in averages):
         parts.append(f"text->image R@1 {averages['plain']['R@1']['value']:.1f} alone, "
                      f"{averages['clc_a']['R@1']['value']:.1f} CLC-A"
                      + (f", {averages['clc_c']['R@1']['value']:.1f} CLC-C" if "clc_c" in averages else ""))
+    if skipped:
+        parts.append(f"not computed: {', '.join(skipped)} (see metrics.json)")
     return "; ".join(parts)
 
 
 __all__ = ["CLCResult", "QueryVersions", "build_query_versions", "clc_text_to_image", "contextual_embedding_tables",
            "evaluate", "fit_clc_classifier", "input_embedding_tables", "load_model", "scripts_of",
-           "special_token_ids", "summary_line", "translations_of", "version_scores", "word_translation_metrics"]
+           "special_token_ids", "summary_line", "translation_metrics", "translations_of", "version_scores", "word_translation_metrics"]

@@ -1,12 +1,17 @@
 """Globetrotter (Suris et al.): text and image encoders whose 128-d embeddings meet in one space.
 
-Four projection heads, one per loss and side:
+Four projection heads, one per loss and side (the paper's and the published code's modules):
 - `text_cross` (text -> image, read from the `<txt>`/BOS token) and `image_cross` meet in L_x;
 - `image_visual` compares two augmented views of an image in L_v and gives the image-image
   similarity of the transitive alpha;
 - `text_text` (mean over the sentence's tokens in the published code) is the sentence embedding
   trained by L_t and used for translation retrieval.
 The cloze head (L_c) is tied to the word embeddings. All embeddings are L2-normalised.
+
+`text_heads: shared` builds one text head for L_x, L_t and retrieval, which is what the published
+code's forward does without `--two_heads_modality`: with two heads, the head that retrieval reads
+is trained by L_t alone and L_x never shapes it, so the images cannot organise the text space that
+translation is measured in. `image_heads: shared` does the same on the image side.
 """
 
 from __future__ import annotations
@@ -17,14 +22,16 @@ import torch
 from torch import nn
 
 from dist_train.models.heads import ProjectionHead
+from dist_train.models.image_encoders import build_image_encoder, image_encoder_names
 from dist_train.models.registry import register_model
-from dist_train.models.resnet import ARCHS, load_resnet_weights, resnet
+from dist_train.models.resnet import load_resnet_weights
 from dist_train.models.text_encoder import TextEncoder, bert_init
 
 __all__ = ["Globetrotter", "GlobetrotterConfig"]
 
 TEXT_POOLINGS = ("mean", "first")
 IMAGE_HEADS = ("separate", "shared")
+TEXT_HEADS = ("separate", "shared")
 
 
 @dataclass
@@ -32,14 +39,20 @@ class GlobetrotterConfig:
     """Architecture of a Globetrotter model; defaults are the paper's (and the published code's).
 
     vocab_size: pieces in the shared sentencepiece vocabulary (the paper uses 30 000).
-    image_weights: local path of an ImageNet ResNet weight file in torchvision layout (.pth or
-        .safetensors); None leaves the image network randomly initialised.
+    image_arch: the image network, by name from `dist_train.models.image_encoders` (resnet18 as in
+        the paper; spatial_cnn for small rendered scenes, where a global pool loses the relations).
+    image_weights: local path of weights for the image network: a torchvision ImageNet file for the
+        ResNets (.pth or .safetensors), or the image network of an earlier run (`dist-train export`'s
+        `image_encoder.safetensors`); None leaves it randomly initialised. Its `fc` is never kept.
     text_pooling: what the text-text head reads: "mean" over the sentence's tokens (words and EOS,
         not the `<txt>` token), as the published code does; "first" reads the `<txt>` token, as the
         paper's appendix B.3 describes its single prediction head.
     image_heads: "separate" gives L_v and L_x their own image head (the four heads the paper and
         the code build); "shared" feeds both from one head, which is what the published code's
         forward pass actually does (it calls the image->image head twice).
+    text_heads: "separate" builds the text->image head (reads `<txt>`) and the text-text head
+        (reads `text_pooling`), as the paper describes; "shared" feeds L_x, L_t and retrieval from
+        one head that reads `text_pooling`, as the published code's default forward does.
     text_only: the paper's text-only baseline: no image network and no text->image head are built.
     pad_id/bos_id/eos_id/mask_id: ids of the shared vocabulary (`mask_id` is
         `piece_to_id("<mask>")`, 4 in vocabularies trained by `dist-train preprocess`).
@@ -56,6 +69,7 @@ class GlobetrotterConfig:
     image_arch: str = "resnet18"
     image_weights: str | None = None
     image_heads: str = "separate"
+    text_heads: str = "separate"
     text_pooling: str = "mean"
     text_only: bool = False
     init_std: float = 0.02
@@ -79,8 +93,10 @@ class GlobetrotterConfig:
             raise ValueError(f"text_pooling must be one of {TEXT_POOLINGS}, got {self.text_pooling!r}")
         if self.image_heads not in IMAGE_HEADS:
             raise ValueError(f"image_heads must be one of {IMAGE_HEADS}, got {self.image_heads!r}")
-        if self.image_arch not in ARCHS:
-            raise ValueError(f"image_arch must be one of {sorted(ARCHS)}, got {self.image_arch!r}")
+        if self.text_heads not in TEXT_HEADS:
+            raise ValueError(f"text_heads must be one of {TEXT_HEADS}, got {self.text_heads!r}")
+        if self.image_arch not in image_encoder_names():
+            raise ValueError(f"image_arch must be one of {image_encoder_names()}, got {self.image_arch!r}")
         if self.text_only and self.image_weights is not None:
             raise ValueError("image_weights given for a text_only model, which has no image network")
         ids = {"pad_id": self.pad_id, "bos_id": self.bos_id, "eos_id": self.eos_id, "mask_id": self.mask_id}
@@ -98,7 +114,7 @@ class GlobetrotterConfig:
 
 @register_model("globetrotter")
 class Globetrotter(nn.Module):
-    """Text encoder + ResNet image encoder + four projection heads + tied cloze head."""
+    """Text encoder + image network + projection heads (four, or fewer when shared) + tied cloze head."""
 
     config_class = GlobetrotterConfig
 
@@ -113,10 +129,11 @@ class Globetrotter(nn.Module):
         )
         self.text_text_head = ProjectionHead(c.hidden, c.embed_dim)
         if not c.text_only:
-            self.text_cross_head = ProjectionHead(c.hidden, c.embed_dim)
-            # ResNet whose classifier `fc` is the projection of pooled features to `hidden` (as in
-            # the published code: its heads then read hidden-sized image features).
-            self.image_encoder = resnet(c.image_arch, num_classes=c.hidden)
+            if c.text_heads == "separate":
+                self.text_cross_head = ProjectionHead(c.hidden, c.embed_dim)
+            # An image network whose classifier `fc` is the projection of its features to `hidden` (as
+            # in the published code: its heads then read hidden-sized image features).
+            self.image_encoder = build_image_encoder(c.image_arch, num_classes=c.hidden)
             self.image_cross_head = ProjectionHead(c.hidden, c.embed_dim)
             if c.image_heads == "separate":
                 self.image_visual_head = ProjectionHead(c.hidden, c.embed_dim)
@@ -130,7 +147,9 @@ class Globetrotter(nn.Module):
     def _bert_initialised(self) -> list[nn.Module]:
         modules: list[nn.Module] = [self.text_text_head]
         if not self.config.text_only:
-            modules += [self.text_cross_head, self.image_encoder.fc, self.image_cross_head]
+            if self.config.text_heads == "separate":
+                modules.append(self.text_cross_head)
+            modules += [self.image_encoder.fc, self.image_cross_head]
             if self.config.image_heads == "separate":
                 modules.append(self.image_visual_head)
         return modules
@@ -169,7 +188,8 @@ class Globetrotter(nn.Module):
         hidden = self.text_encoder(tokens)
         out = {"text_text": self.text_text_head(self.pool_text(hidden, tokens)), "hidden": hidden}
         if not self.config.text_only:
-            out["text_cross"] = self.text_cross_head(hidden[:, 0])
+            shared = self.config.text_heads == "shared"
+            out["text_cross"] = out["text_text"] if shared else self.text_cross_head(hidden[:, 0])
         return out
 
     def cloze_logits(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -76,6 +76,9 @@ class FeaturesConfig:
     enabled: bool = False  # store pooled ResNet features as `<key>.features.npy` (float16)
     arch: str = "resnet18"
     weights: Optional[str] = None  # local weight file; None gives a seeded random network (logged)
+    # A dist-train run (its folder, its checkpoints folder or an export) whose image network extracts the
+    # features instead: arch and weights then come from it (e.g. a Globetrotter run for SMALR's features).
+    checkpoint: Optional[str] = None
     image_size: int = 224
     resize: int = 256
     crops: str = "ten"  # ten | five | center; features are averaged over the crops

@@ -24,7 +24,8 @@ import torch
 from PIL import Image
 
 from dist_train.data.images import ImageRejected, decode
-from dist_train.models.resnet import load_resnet_weights, resnet
+from dist_train.models.image_encoders import build_image_encoder
+from dist_train.models.resnet import load_resnet_weights
 
 __all__ = ["CROPS", "IMAGENET_MEAN", "IMAGENET_STD", "ImageDecodeError", "ImageFeatureExtractor"]
 
@@ -49,7 +50,8 @@ class ImageFeatureExtractor:
     `batch_size` counts images: each forward pass sees `batch_size x crops` network inputs
     (640 at the defaults with ten-crop), so lower it for large crops or deep networks.
     `num_threads`, when given, sets torch's intra-op threads for the whole process (Ray
-    workers start with OMP_NUM_THREADS=1).
+    workers start with OMP_NUM_THREADS=1). `arch` is any network of `dist_train.models.image_encoders`;
+    `source` names where `weights` came from (a training run's checkpoint) for the dataset summary.
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class ImageFeatureExtractor:
         device: str | torch.device = "cpu",
         num_threads: int | None = None,
         seed: int = 0,
+        source: str | None = None,
     ):
         if crops not in CROPS:
             raise ValueError(f"crops must be one of {sorted(CROPS)}, got {crops!r}")
@@ -84,7 +87,7 @@ class ImageFeatureExtractor:
         # Same seed -> same network in every process, without disturbing the caller's RNG.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = resnet(arch)
+            model = build_image_encoder(arch)
         if self.weights is None:
             log.warning(
                 "image features come from a RANDOMLY INITIALISED %s (seed %d), not a pretrained "
@@ -95,6 +98,7 @@ class ImageFeatureExtractor:
             )
         else:
             load_resnet_weights(model, self.weights)
+        self.source = source
         self.model = model.eval().to(self.device)
         self.feature_dim = model.feature_dim
         self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
@@ -104,7 +108,7 @@ class ImageFeatureExtractor:
         """What produced the features, for dataset summaries."""
         return {
             "arch": self.arch,
-            "weights": str(self.weights) if self.weights is not None else f"random-init({self.seed})",
+            "weights": self.source or (str(self.weights) if self.weights is not None else f"random-init({self.seed})"),
             "crops": self.crops,
             "image_size": self.image_size,
             "resize": self.resize,

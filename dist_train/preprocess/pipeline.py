@@ -325,6 +325,29 @@ def build_dataset(tasks: list[dict], out: Path, cfg: PreprocessConfig, vocab_pro
     return ds
 
 
+def checkpoint_image_network(checkpoint: str | Path, out: Path) -> tuple[str, str]:
+    """(arch, weights file) of the image network of a dist-train run, written once into OUT's state folder so
+    that every feature actor loads a plain weights file instead of a DeepSpeed checkpoint."""
+    from safetensors.torch import save_file
+
+    from dist_train.train.export import load_model
+
+    weights = state_dir(out) / "image_network.safetensors"
+    try:
+        model, config = load_model(checkpoint)
+    except (FileNotFoundError, ValueError) as exc:
+        raise PreprocessError(f"features.checkpoint: {exc}") from None
+    network = getattr(model, "image_encoder", None)
+    if network is None:
+        raise PreprocessError(f"features.checkpoint: the {config.get('model')} model of {checkpoint} has no image network")
+    arch = config["model_config"].get("image_arch", "resnet18")
+    if not weights.is_file():
+        tmp = weights.with_suffix(".tmp")
+        save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(tmp))
+        tmp.replace(weights)
+    return arch, str(weights)
+
+
 def preprocess(in_dir: str | Path, out: str | Path, cfg: PreprocessConfig, progress: bool = True) -> dict[str, Any]:
     """Run the pipeline from the packed dataset `in_dir` into `out`; returns (and writes) the summary."""
     in_dir, out = Path(in_dir), Path(out)
@@ -344,8 +367,15 @@ def preprocess(in_dir: str | Path, out: str | Path, cfg: PreprocessConfig, progr
                                   "local folders only)")
     if cfg.features.enabled and cfg.features.weights and not Path(cfg.features.weights).is_file():
         raise PreprocessError(f"features.weights: file not found: {cfg.features.weights}")
+    if cfg.features.enabled and cfg.features.checkpoint:
+        if cfg.features.weights:
+            raise PreprocessError("features.checkpoint and features.weights both name the image network: give one")
+        if not Path(cfg.features.checkpoint).exists():
+            raise PreprocessError(f"features.checkpoint: not found: {cfg.features.checkpoint}")
     out.mkdir(parents=True, exist_ok=True)
     _check_state(in_dir, out, cfg)
+    if cfg.features.enabled and cfg.features.checkpoint:
+        cfg.features.arch, cfg.features.weights = checkpoint_image_network(cfg.features.checkpoint, out)
     started = time.time()
     tasks, already = _tasks(shards, out, cfg)
     log.info("%d shards to do, %d already finished", len(tasks), already)

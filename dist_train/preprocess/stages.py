@@ -219,6 +219,7 @@ class FeatureStage:
             arch=config["arch"], weights=config.get("weights"), image_size=config["image_size"],
             resize=config["resize"], crops=config["crops"], batch_size=config["batch_size"],
             device=config.get("device", "cpu"), num_threads=threads, seed=config.get("seed", 0),
+            source=f"image network of {config['checkpoint']}" if config.get("checkpoint") else None,
         )
 
     def __call__(self, work: ShardWork) -> ShardWork:

@@ -6,13 +6,21 @@ only then does rank 0 replace the pointer `DIR/checkpoints/latest` (atomically, 
 pointer, so a resumed run never loads a half-written checkpoint.
 
 Each rank's `rank_NNNNN.pt` holds what DeepSpeed's client state cannot (it is written by rank 0
-only): the RNG states of that rank and the position of its data loader.
+only): the RNG states of that rank and the position of its data loader, as tensors and plain values.
+
+Loading a checkpoint never runs code from it: every file is read with `torch.load(weights_only=True)`
+(tensors, containers and plain values only), DeepSpeed's own files too (`deepspeed_loads()` holds its
+`torch.load` calls to that, with the few plain-data DeepSpeed classes it pickles allowed). A file that
+holds anything else, or is corrupt, is refused with a `CheckpointError` naming it. The `latest` pointer
+and any tag must name a `stepNNNNNNNN` folder directly inside the checkpoints folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -28,28 +36,140 @@ log = logging.getLogger(__name__)
 LATEST = "latest"
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be loaded safely (unsafe or corrupt file, bad pointer or tag); the message
+    is one line and names the file."""
+
+
+TAG_PATTERN = re.compile(r"step\d{8,}")
+
+
 def tag_for(step: int) -> str:
     return f"step{step:08d}"
 
 
+def checkpoint_folder(checkpoints: Path, tag: str, source: str | None = None) -> Path:
+    """`checkpoints/tag`, once `tag` is known to name an existing step folder directly inside `checkpoints`
+    (never `../x`, an absolute path or a folder elsewhere through a link). `source`: where the tag came from,
+    for the message."""
+    checkpoints = Path(checkpoints)
+    where = source or "tag"
+    if not TAG_PATTERN.fullmatch(tag):
+        raise CheckpointError(f"{where}: {tag!r} is not a checkpoint tag: it must name a folder stepNNNNNNNN "
+                              f"directly inside {checkpoints}")
+    folder = checkpoints / tag
+    if not folder.is_dir():
+        raise CheckpointError(f"{where}: names {tag}, but {folder} is not there; point it at an existing step "
+                              f"folder of {checkpoints} (or remove {checkpoints / LATEST} to start afresh)")
+    if folder.resolve().parent != checkpoints.resolve():
+        raise CheckpointError(f"{where}: {folder} leads outside {checkpoints} (a link); refusing to load it")
+    return folder
+
+
 def latest_tag(checkpoints: Path) -> str | None:
+    """The tag the `latest` pointer names, checked (`checkpoint_folder`); None when there is no pointer."""
     pointer = Path(checkpoints) / LATEST
     if not pointer.is_file():
         return None
-    tag = pointer.read_text().strip()
-    return tag if (Path(checkpoints) / tag).is_dir() else None
+    try:
+        tag = pointer.read_text().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{pointer}: cannot be read as a checkpoint pointer ({_one_line(e)})") from None
+    checkpoint_folder(checkpoints, tag, source=str(pointer))
+    return tag
 
+
+# ---------------------------------------------------------------------------------------- safe loading
+
+def _deepspeed_globals() -> list:
+    """The classes DeepSpeed 0.19 pickles into its checkpoints besides tensors and containers (found by
+    reading the pickles of ZeRO 0-3 checkpoints), all plain data without a `__reduce__` or `__setstate__`
+    of their own: unpickling one only creates an instance and sets its attributes to the saved plain
+    values (ZeroStageEnum: looks up the enum member by its int value)."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [
+        LossScaler,         # optimizer states (ZeRO 1-3): the static loss scale (cur_scale, dynamic)
+        DynamicLossScaler,  # the same under fp16: scale, window, hysteresis counters and a dtype
+        ZeroStageEnum,      # optimizer states: the ZeRO stage that wrote them
+        fragment_address,   # optimizer states (ZeRO 1-2): param_slice_mappings, a dataclass (numel, start)
+    ]
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _load_error(path, e: Exception) -> CheckpointError:
+    found = re.search(r"WeightsUnpickler error: (.*?)(?: was not an allowed global by default|\. Please|\n|$)",
+                      str(e))
+    if found:
+        detail = found.group(1).strip()
+        if Path(path).name.startswith("rank_") and "GLOBAL numpy." in detail:
+            return CheckpointError(
+                f"{path}: refused to load: it holds pickled numpy objects ({detail}), as rank files written "
+                "before RNG states were stored as tensors did; resume from a checkpoint written by this version "
+                "or start the run afresh from its exported weights")
+        return CheckpointError(
+            f"{path}: refused to load: it holds pickled code or objects that are not tensors or plain values "
+            f"({detail}); a checkpoint of this project never does, so the file is corrupt or was tampered with")
+    return CheckpointError(f"{path}: cannot be read as a checkpoint ({_one_line(e)})")
+
+
+_torch_load = torch.load  # the real one, also while deepspeed_loads() replaces it
+
+
+def safe_load(path, map_location="cpu", **kw) -> Any:
+    """`torch.load(path, weights_only=True)` with DeepSpeed's plain-data classes allowed; anything else in
+    the file, or a corrupt file, raises a CheckpointError naming it."""
+    with torch.serialization.safe_globals(_deepspeed_globals()):
+        try:
+            return _torch_load(path, map_location=map_location, weights_only=True, **kw)
+        except Exception as e:
+            raise _load_error(path, e) from None
+
+
+@contextlib.contextmanager
+def deepspeed_loads():
+    """Within it, every `torch.load` (those DeepSpeed's `load_checkpoint` and `zero_to_fp32` make with
+    weights_only=False) is a `safe_load`."""
+
+    def guarded(f, map_location=None, pickle_module=None, *, weights_only=None, mmap=None, **kw):
+        if pickle_module is not None:
+            raise CheckpointError(f"{f}: refused to load with a custom pickle module")
+        return safe_load(f, map_location=map_location, mmap=mmap, **kw)
+
+    previous = torch.load
+    torch.load = guarded
+    try:
+        yield
+    finally:
+        torch.load = previous
+
+
+# ----------------------------------------------------------------------------------- RNG and rank state
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG state as tensors and plain values (loadable with weights_only=True)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    version, internal, gauss = random.getstate()
+    state = {"python": {"version": version, "state": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
+             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    py, npy = state["python"], state["numpy"]
+    random.setstate((py["version"], tuple(int(x) for x in py["state"].tolist()), py["gauss"]))
+    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                         npy["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -85,7 +205,8 @@ def save(engine, checkpoints: Path, step: int, client_state: dict[str, Any], ran
 def load(engine, checkpoints: Path, world_size: int) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """Load the latest complete checkpoint into `engine`; returns (client state, this rank's state),
     or None when there is none. A checkpoint from another number of processes is refused with a
-    message that says what to do."""
+    message that says what to do; an unsafe or corrupt file, or a pointer that names no step folder
+    directly inside `checkpoints`, with a CheckpointError naming it."""
     checkpoints = Path(checkpoints)
     tag = latest_tag(checkpoints)
     if tag is None:
@@ -99,8 +220,11 @@ def load(engine, checkpoints: Path, world_size: int) -> tuple[dict[str, Any], di
             f"--output_folder {checkpoints / tag}_universal) and start a new run from the exported weights "
             "(dist-train export), which restarts the optimizer state and the data order."
         )
-    _, client_state = engine.load_checkpoint(str(checkpoints), tag=tag)
     rank = dist.get_rank() if dist.is_initialized() else 0
-    rank_state = torch.load(checkpoints / tag / f"rank_{rank:05d}.pt", weights_only=False)
+    rank_state = safe_load(checkpoints / tag / f"rank_{rank:05d}.pt")
+    with deepspeed_loads():
+        load_path, client_state = engine.load_checkpoint(str(checkpoints), tag=tag)
+    if load_path is None or client_state is None:
+        raise CheckpointError(f"{checkpoints / tag}: DeepSpeed found no model states in it (see its warning above)")
     log.info("resumed from %s", checkpoints / tag)
     return client_state, rank_state

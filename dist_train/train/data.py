@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from dist_train.train.config import TrainConfig
 from dist_train.train.loader import ShardStream, TrainLoader
@@ -32,8 +32,13 @@ def dataset_vocab(cfg: TrainConfig) -> Vocab:
 
 
 def caption_group(md: dict[str, Any]) -> str:
-    """Which captions translate each other: the fact a benchmark caption says; for machine
-    translations, their source caption; otherwise the caption itself."""
+    """Which captions translate each other: the group the source declared (`translation_group`:
+    a table's --group-column or --group-by image, Multi30K's parallel lines, ...); else the fact a
+    benchmark caption says; for machine translations (of a caption without a group), their source
+    caption; otherwise the caption itself (a group of one)."""
+    declared = md.get("translation_group")
+    if declared:
+        return "group:" + str(declared)
     meta = md.get("meta") or {}
     if "said" in meta:
         from dist_train.data.world.dataset import translation_group
@@ -41,6 +46,67 @@ def caption_group(md: dict[str, Any]) -> str:
         return "world:" + translation_group(meta)
     source = (md.get("provenance") or {}).get("source_caption_id")
     return "caption:" + (source or md["caption_id"])
+
+
+GROUPS_HOW_TO = ("declare translation groups when packing it: `dist-train pack table --group-by image` (the captions "
+                 "of one image in distinct languages translate each other) or `--group-column NAME`; coco: "
+                 "--group-by image or a translation_group field; img2dataset: --group-field NAME; multi30k groups "
+                 "by line (see docs/sources.md)")
+
+
+def translation_groups_problem(groups: Sequence[str], languages: Sequence[str]) -> str | None:
+    """Why a split's captions cannot be evaluated for sentence translation (no group holds captions
+    of two languages, so no caption has a translation to find), or None when at least one can."""
+    languages_of: dict[str, set[str]] = {}
+    for group, language in zip(groups, languages):
+        languages_of.setdefault(group, set()).add(language)
+    if any(len(langs) > 1 for langs in languages_of.values()):
+        return None
+    if not groups:
+        return "it has no captions"
+    if len(languages_of) == len(groups):  # every caption alone in its group
+        return f"it declares no translation groups ({len(groups)} captions, each a group of its own)"
+    found = sorted({lang for langs in languages_of.values() for lang in langs})
+    return (f"each of its {len(languages_of)} translation groups holds captions of one language only "
+            f"(languages: {', '.join(found)})")
+
+
+def read_split_groups(root: str | Path, split: str) -> tuple[list[str], list[str]]:
+    """The translation group (`caption_group`) and language of every caption of a split, from the
+    samples' `.json` members only (images and tokens are not read)."""
+    import json
+    import tarfile
+
+    from dist_train.data.shards import list_finished_shards
+
+    tars = list_finished_shards(Path(root), split)
+    if not tars:
+        raise FileNotFoundError(f"no finished shards for split {split!r} under {root}")
+    groups, languages = [], []
+    for tar in tars:
+        with tarfile.open(tar) as archive:
+            for member in archive:
+                if member.isfile() and member.name.endswith(".json") and "." not in member.name[:-5]:
+                    md = json.loads(archive.extractfile(member).read())
+                    groups.append(caption_group(md))
+                    languages.append(md["language"])
+    return groups, languages
+
+
+def check_translation_groups(root: str | Path, split: str, what: str = "sentence translation",
+                             groups: Sequence[str] | None = None, languages: Sequence[str] | None = None) -> None:
+    """Raise ConfigError (one line, naming the fix) when `split` of the dataset at `root` has no two
+    captions in distinct languages that translate each other: `what` could not be evaluated on it."""
+    from dist_train.config import ConfigError
+
+    if groups is None or languages is None:
+        try:
+            groups, languages = read_split_groups(root, split)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{what} is evaluated on split {split!r}, but {exc}") from None
+    problem = translation_groups_problem(list(groups), list(languages))
+    if problem is not None:
+        raise ConfigError(f"cannot evaluate {what} on split {split!r} of {root}: {problem}; {GROUPS_HOW_TO}")
 
 
 def build_stream(cfg: TrainConfig, vocab: Vocab, split: str, rank: int, world_size: int, batch_size: int,

@@ -126,10 +126,11 @@ def _mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train (or resume) the run in `cfg.out_dir`; returns a small summary (on every rank)."""
-    import deepspeed
-
     from dist_train.train.data import build_train_loader, dataset_vocab
-    from dist_train.train.objectives import build_objective
+    from dist_train.train.objectives import build_objective, check_training_data
+
+    check_training_data(cfg)  # before anything is written: a run that cannot evaluate does not start
+    import deepspeed
 
     rank, world_size, device = setup_process_group()
     out = Path(cfg.out_dir)

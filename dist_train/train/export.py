@@ -9,6 +9,10 @@ from pathlib import Path
 import yaml
 
 
+IMAGE_PREFIX = "image_encoder."
+IMAGE_ENCODER_FILE = "image_encoder.safetensors"
+
+
 def export(checkpoints: str | Path, out: str | Path, tag: str | None = None) -> Path:
     import os
 
@@ -16,9 +20,11 @@ def export(checkpoints: str | Path, out: str | Path, tag: str | None = None) -> 
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
     from safetensors.torch import save_file
 
-    from dist_train.train.checkpoint import latest_tag
+    from dist_train.train.checkpoint import checkpoint_folder, deepspeed_loads, latest_tag
 
     checkpoints, out = Path(checkpoints), Path(out)
+    if tag is not None:
+        checkpoint_folder(checkpoints, tag, source="--tag")  # a step folder directly inside, never ../x
     tag = tag or latest_tag(checkpoints)
     if tag is None:
         raise FileNotFoundError(f"no complete checkpoint under {checkpoints} (no 'latest' pointer)")
@@ -28,7 +34,8 @@ def export(checkpoints: str | Path, out: str | Path, tag: str | None = None) -> 
             raise FileNotFoundError(f"{path} not found: export reads the run's files next to checkpoints/")
     run = yaml.safe_load(run_config.read_text())
     model = yaml.safe_load(model_config.read_text())
-    state = get_fp32_state_dict_from_zero_checkpoint(str(checkpoints), tag=tag)
+    with deepspeed_loads():  # weights_only=True for every file it reads: loading never runs code from them
+        state = get_fp32_state_dict_from_zero_checkpoint(str(checkpoints), tag=tag)
     # tied tensors (the cloze head shares the word embeddings) must be stored once
     seen: dict[int, str] = {}
     tensors = {}
@@ -42,6 +49,14 @@ def export(checkpoints: str | Path, out: str | Path, tag: str | None = None) -> 
     tmp = out / "model.safetensors.tmp"
     save_file(tensors, str(tmp), metadata={"checkpoint": str(checkpoints / tag)})
     tmp.replace(out / "model.safetensors")
+    # The image network alone (its own key names), to initialise another model's image network from it
+    # (`model_config.image_weights`), e.g. a Globetrotter run's for another run or a feature extractor.
+    image = {name[len(IMAGE_PREFIX):]: t for name, t in tensors.items() if name.startswith(IMAGE_PREFIX)}
+    if image:
+        tmp = out / f"{IMAGE_ENCODER_FILE}.tmp"
+        save_file(image, str(tmp), metadata={"checkpoint": str(checkpoints / tag), "arch": str(
+            model["config"].get("image_arch", "resnet18"))})
+        tmp.replace(out / IMAGE_ENCODER_FILE)
     vocab = Path(run["data"]["shards"]) / "spm.model"
     if vocab.is_file():
         shutil.copyfile(vocab, out / "spm.model")
@@ -69,3 +84,25 @@ def load_exported(path: str | Path):
         raise ValueError(f"{path}: weights do not fit the model: missing {sorted(set(missing) - tied)}, "
                          f"unexpected {sorted(unexpected)}")
     return model.eval(), config
+
+
+def load_model(checkpoint: str | Path):
+    """(model in eval mode, run config) from an exported folder (model.safetensors + config.yaml), a run's
+    DeepSpeed checkpoints folder (its latest checkpoint), one step folder of it, or the run folder."""
+    path = Path(checkpoint)
+    if (path / "checkpoints" / "latest").is_file() and not (path / "model.safetensors").is_file():
+        path = path / "checkpoints"
+    if (path / "model.safetensors").is_file():
+        return load_exported(path)
+    if (path / "latest").is_file() or path.name.startswith("step"):
+        import os
+        import tempfile
+
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+        checkpoints, tag = (path, None) if (path / "latest").is_file() else (path.parent, path.name)
+        with tempfile.TemporaryDirectory() as tmp:
+            export(checkpoints, tmp, tag=tag)
+            return load_exported(tmp)
+    raise FileNotFoundError(f"{path} is neither an exported model (model.safetensors) nor a checkpoints folder "
+                            "(with a 'latest' pointer)")

@@ -22,9 +22,14 @@ def main(argv: list[str] | None = None) -> int:
     overrides = [o for o in args.overrides + unknown if not o.startswith("--local_rank")]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
+    from dist_train.train.checkpoint import CheckpointError
     from dist_train.train.engine import train
 
-    train(load_train_config(args.config, overrides))
+    try:
+        train(load_train_config(args.config, overrides))
+    except CheckpointError as e:  # an unsafe or corrupt checkpoint file, or a bad pointer: one line naming it
+        print(f"dist-train train: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 class TensorBoardLogger:
@@ -17,10 +21,17 @@ class TensorBoardLogger:
 
             self.writer = SummaryWriter(log_dir=str(log_dir))
 
-    def scalars(self, values: Mapping[str, float], step: int) -> None:
+    def scalars(self, values: Mapping[str, float | None], step: int) -> list[str]:
+        """Log every value that is a number; None and NaN (a figure that could not be computed) are left
+        out with a warning naming them, never logged as 0 or crashed on. Returns the tags left out."""
+        left_out = [tag for tag, value in values.items() if value is None or math.isnan(float(value))]
         if self.writer is not None:
             for tag, value in values.items():
-                self.writer.add_scalar(tag, float(value), step)
+                if tag not in left_out:
+                    self.writer.add_scalar(tag, float(value), step)
+            if left_out:
+                log.warning("step %d: not logged to TensorBoard (no value): %s", step, ", ".join(left_out))
+        return left_out
 
     def histogram(self, tag: str, values: Any, step: int) -> None:
         if self.writer is not None:

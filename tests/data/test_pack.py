@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -243,6 +244,24 @@ def test_duplicate_ids_across_splits_are_rejected(tmp_path):
     summary = pack(source, tmp_path / "out", PackOptions(workers=0, progress=False))
     assert summary["splits"]["test"]["rejects"] == {"duplicate_id": 1}
     assert [s.caption_id for s in written_samples(tmp_path / "out", "test")] == ["cap2"]
+
+
+def test_translation_groups_are_written_only_where_declared_and_read_back(tmp_path):
+    img = BytesImage(jpeg_bytes())
+    records = [rec(0, img), rec(1, img, language="de"), rec(2, img)]
+    records[0].translation_group, records[1].translation_group, records[2].translation_group = "g1", 7, "  "
+    pack(ListSource({"test": [dataclasses.replace(r, split="test") for r in records]}), tmp_path / "out",
+         PackOptions(workers=0, progress=False))
+    samples = written_samples(tmp_path / "out", "test")
+    assert [s.translation_group for s in samples] == ["g1", "7", None]  # a blank group is none
+    raw = [json.loads(raw["json"]) for tar in list_finished_shards(tmp_path / "out", "test") for raw in iter_shard(tar)]
+    assert [md.get("translation_group") for md in raw] == ["g1", "7", None]
+    assert "translation_group" not in raw[2]  # no key at all: datasets without groups keep their bytes
+    # a sample written before the field existed reads back without a group
+    old = samples[2].to_wds()
+    assert Sample.from_wds(old).translation_group is None and b"translation_group" not in old["json"]
+    with pytest.raises(ValueError, match="translation_group must be a non-empty string"):
+        dataclasses.replace(samples[0], translation_group="")
 
 
 def test_resize_and_rgb_conversion(tmp_path):

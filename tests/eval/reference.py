@@ -14,19 +14,21 @@ def unit_rows(x) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def sentence_translation(emb, group_ids, languages):
+def sentence_translation(emb, group_ids, languages, exclude_same_language=False):
     """(overall %, chance %, {(qa, tb): (%, chance %)}) with negatives first among equal scores and
-    positives tied at the cut-off sharing the remaining slots equally."""
+    positives tied at the cut-off sharing the remaining slots equally; with exclude_same_language the
+    candidates (and so the positives) are the sentences of the other languages only."""
     e = unit_rows(emb)
     sim = e @ e.T
     n = len(e)
     got, expected, total = defaultdict(float), defaultdict(float), defaultdict(int)
     for q in range(n):
-        positives = [j for j in range(n) if j != q and group_ids[j] == group_ids[q]]
+        pool = [j for j in range(n) if j != q and not (exclude_same_language and languages[j] == languages[q])]
+        positives = [j for j in pool if group_ids[j] == group_ids[q]]
         if not positives:
             continue
         k = len(positives)
-        candidates = sorted((j for j in range(n) if j != q), key=lambda j: (-sim[q, j], j in positives))
+        candidates = sorted(pool, key=lambda j: (-sim[q, j], j in positives))
         top = set(candidates[:k])
         cut = sim[q, candidates[k - 1]]
         tied = [p for p in positives if sim[q, p] == cut]
@@ -38,7 +40,7 @@ def sentence_translation(emb, group_ids, languages):
                 credit = 1.0 if p in top else 0.0
             cell = (languages[q], languages[p])
             got[cell] += credit
-            expected[cell] += k / (n - 1)
+            expected[cell] += k / len(pool)
             total[cell] += 1
     overall = 100 * sum(got.values()) / sum(total.values())
     chance = 100 * sum(expected.values()) / sum(total.values())

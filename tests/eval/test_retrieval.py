@@ -54,6 +54,45 @@ def test_sentence_translation_matches_brute_force(seed, drop):
 
 
 
+@pytest.mark.parametrize("seed,drop", [(0, 0.0), (2, 0.3)])
+def test_sentence_translation_among_other_languages_matches_brute_force(seed, drop):
+    emb, gid, lang = translation_set(seed, noise=1.5, drop=drop)
+    # a second sentence of the same group in one language: a positive in the pooled protocol only
+    emb, gid, lang = np.concatenate([emb, emb[:1] + 0.1]), np.append(gid, gid[0]), np.append(lang, lang[0])
+    overall, chance, cells = reference.sentence_translation(emb, gid.tolist(), lang.tolist(), exclude_same_language=True)
+    result = sentence_translation(emb, gid, lang, chunk_size=7, exclude_same_language=True)
+    assert result.protocol == "other languages" and result.to_metrics()["protocol"] == "other languages"
+    assert result.retrieved_positives == pytest.approx(overall, abs=1e-9)
+    assert result.chance == pytest.approx(chance, abs=1e-9)
+    for a, qa in enumerate(result.languages):
+        assert np.isnan(result.pair_retrieved[a, a])  # no same-language positive is ever counted
+        for b, tb in enumerate(result.languages):
+            if (qa, tb) in cells:
+                assert result.pair_retrieved[a, b] == pytest.approx(cells[(qa, tb)][0], abs=1e-9)
+                assert result.pair_chance[a, b] == pytest.approx(cells[(qa, tb)][1], abs=1e-9)
+    pooled = sentence_translation(emb, gid, lang, chunk_size=7)
+    assert pooled.protocol == "pooled" and not np.isnan(pooled.pair_retrieved[0, 0])
+    assert 0 < overall < 100
+
+
+def test_excluding_the_own_language_removes_the_below_chance_floor():
+    """Embeddings with a component that says the language score below chance pooled, far above it excluded."""
+    rng = np.random.default_rng(0)
+    groups, dim = 30, 16
+    centres = rng.normal(size=(groups, dim))
+    language_part = {language: 3 * np.sqrt(dim) * np.eye(len(LANGS))[i] for i, language in enumerate(LANGS)}
+    emb = np.array([np.concatenate([centres[g] + 0.05 * rng.normal(size=dim), language_part[language]])
+                    for g in range(groups) for language in LANGS], dtype=np.float32)
+    gid = np.array([f"g{g}" for g in range(groups) for _ in LANGS])
+    lang = np.array([language for _ in range(groups) for language in LANGS])
+    pooled = sentence_translation(emb, gid, lang)
+    other = sentence_translation(emb, gid, lang, exclude_same_language=True)
+    assert pooled.retrieved_positives < pooled.chance
+    assert other.retrieved_positives == 100.0
+    m, n = len(LANGS), len(emb)
+    assert other.chance == pytest.approx(100 * (m - 1) / (n - groups))
+
+
 @pytest.mark.parametrize("seed,drop", [(0, 0.0), (3, 0.3)])
 def test_bitext_retrieval_matches_brute_force(seed, drop):
     emb, gid, lang = translation_set(seed, noise=1.5, drop=drop)

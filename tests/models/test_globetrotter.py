@@ -154,6 +154,7 @@ def test_default_model_size():
         ({"mask_id": 3}, "distinct"),
         ({"hidden": 30}, "divisible"),
         ({"image_arch": "vgg"}, "image_arch"),
+        ({"text_heads": "three"}, "text_heads"),
         ({"text_only": True, "image_weights": "x.pth"}, "text_only"),
     ],
 )
@@ -178,3 +179,55 @@ def test_model_code_imports_nothing_from_the_rest_of_dist_train():
                 if name.split(".")[0] == "dist_train" and not name.startswith("dist_train.models")
             ]
     assert not offending, offending
+
+
+def test_shared_text_head_serves_the_cross_modal_loss_and_retrieval():
+    """text_heads=shared: L_x trains the very embedding that translation retrieval reads."""
+    model = tiny(text_heads="shared").eval()
+    assert not hasattr(model, "text_cross_head")
+    tokens = pad_tokens([[5, 6, 7], [8, 9]], max_length=16)
+    with torch.no_grad():
+        out = model.encode_text(tokens)
+    assert torch.equal(out["text_cross"], out["text_text"])
+    # a gradient through text_cross reaches the one text head
+    model.train()
+    model.encode_text(tokens)["text_cross"].sum().backward()
+    assert model.text_text_head.project.weight.grad is not None
+    separate = tiny()
+    head = sum(p.numel() for p in separate.text_cross_head.parameters())
+    assert model.parameter_counts()["total"] == separate.parameter_counts()["total"] - head
+
+
+def test_spatial_cnn_keeps_where_things_are():
+    """A square on the left and the same square on the right give different features (a 4 x 4 map)."""
+    from dist_train.models.image_encoders import SpatialCNN, build_image_encoder
+
+    torch.manual_seed(0)
+    image = torch.zeros(1, 3, 64, 64)
+    image[:, :, 24:40, 4:20] = 1.0  # a square on the left
+    mirrored = image.flip(-1)
+    cnn = SpatialCNN(num_classes=8).eval()
+    with torch.no_grad():
+        left, right = cnn.forward_features(image).view(128, 4, 4), cnn.forward_features(mirrored).view(128, 4, 4)
+    # the map of the mirrored image is the mirrored map: the object's column is in the features
+    assert left[:, :, 0].abs().sum() > 0 and not torch.allclose(left, right, atol=1e-4)
+    assert cnn.feature_dim == 128 * 16 and cnn.forward_features(torch.zeros(2, 3, 128, 128)).shape == (2, 2048)
+    model = tiny(image_arch="spatial_cnn").eval()
+    with torch.no_grad():
+        out = model.encode_image(torch.randn(2, 3, 64, 64))
+    assert out["image_cross"].shape == (2, 16) and unit_norm(out["image_cross"])
+    with pytest.raises(ValueError, match="spatial_cnn"):
+        build_image_encoder("vgg")
+
+
+def test_image_weights_of_an_earlier_run_initialise_the_spatial_cnn(tmp_path):
+    from safetensors.torch import save_file
+
+    source = tiny(image_arch="spatial_cnn")
+    state = {k: v for k, v in source.image_encoder.state_dict().items()}
+    save_file(state, str(tmp_path / "image_encoder.safetensors"))
+    torch.manual_seed(1)
+    model = Globetrotter(GlobetrotterConfig(**{**TINY, "image_arch": "spatial_cnn",
+                                               "image_weights": str(tmp_path / "image_encoder.safetensors")}))
+    assert torch.equal(model.image_encoder.features[0].weight, source.image_encoder.features[0].weight)
+    assert torch.equal(model.image_encoder.features[1].running_mean, source.image_encoder.features[1].running_mean)

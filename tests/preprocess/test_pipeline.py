@@ -262,6 +262,52 @@ def test_feature_stage_stores_one_vector_per_image(ray_local, tiny_world, tmp_pa
     assert len(distinct) == 24
 
 
+def test_features_come_from_the_image_network_of_a_training_run(ray_local, tiny_world, tmp_path):
+    """features.checkpoint: a run's own image network (here an export of a spatial-CNN Globetrotter) extracts
+    the features, exactly as the model's forward_features computes them."""
+    import torch
+    import yaml
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    from dist_train.models.globetrotter import Globetrotter, GlobetrotterConfig
+    from dist_train.preprocess.image_features import IMAGENET_MEAN, IMAGENET_STD
+
+    torch.manual_seed(3)
+    model_config = dict(vocab_size=50, hidden=32, layers=1, heads=2, intermediate=32, embed_dim=8,
+                        image_arch="spatial_cnn")
+    model = Globetrotter(GlobetrotterConfig(**model_config)).eval()
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so that a wrongly loaded network shows
+        for m in model.image_encoder.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+    export = tmp_path / "export"
+    export.mkdir()
+    state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "text_encoder.cloze_head.decoder.weight"}
+    save_file(state, str(export / "model.safetensors"))  # the tied cloze head is stored once, as export does
+    (export / "config.yaml").write_text(yaml.safe_dump({"model": "globetrotter", "model_config": model_config}))
+
+    cfg = _config("features.enabled=true", f"features.checkpoint={export}", "features.image_size=64",
+                  "features.resize=64", "features.crops=center", "vocab.enabled=false", "tokenize.enabled=false")
+    out = tmp_path / "out"
+    summary = preprocess(tiny_world, out, cfg, progress=False)
+    described = summary["preprocess"]["features"]
+    assert described["arch"] == "spatial_cnn" and described["feature_dim"] == 128 * 16
+    assert described["weights"] == f"image network of {export}"
+    raw = _samples(out, "test")[0]
+    pixels = torch.from_numpy(np.asarray(Image.open(io.BytesIO(raw["jpg"])).convert("RGB"), dtype=np.float32).copy())
+    x = (pixels.permute(2, 0, 1)[None] / 255 - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(
+        IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = model.image_encoder.forward_features(x)[0].numpy()
+    np.testing.assert_allclose(_npy(raw["features.npy"]).astype(np.float32), expected, rtol=2e-2, atol=2e-3)
+    with pytest.raises(PreprocessError, match="features.checkpoint"):
+        preprocess(tiny_world, tmp_path / "other", _config("features.enabled=true",
+                                                           f"features.checkpoint={tmp_path / 'missing'}"),
+                   progress=False)
+
+
 def test_feature_stage_rejects_an_undecodable_image_when_the_image_stage_is_off(ray_local, tiny_world, tmp_path):
     src = _bad_input(tiny_world, tmp_path / "in")
     cfg = _config("images.enabled=false", "features.enabled=true", "features.image_size=32", "features.resize=32",

@@ -95,6 +95,14 @@ def test_export_gives_weights_loadable_without_deepspeed(zero2_run):
     tokens = torch.tensor([[2, 10, 11, 3], [2, 12, 3, 0]])
     emb = model.encode_text(tokens)["text_text"]
     assert torch.allclose(emb.norm(dim=1), torch.ones(2), atol=1e-5)
+    # the image network on its own initialises another model's (model_config.image_weights)
+    from dist_train.models.globetrotter import Globetrotter, GlobetrotterConfig
+
+    other = Globetrotter(GlobetrotterConfig(**{**config["model_config"],
+                                               "image_weights": str(zero2_run / "export" / "image_encoder.safetensors")}))
+    for name, tensor in model.image_encoder.state_dict().items():
+        if not name.startswith("fc."):  # the projection to `hidden` is never kept
+            assert torch.equal(other.image_encoder.state_dict()[name], tensor), name
 
 
 def test_resume_after_kill_matches_uninterrupted_run(tiny_preprocessed, zero2_run, tmp_path):

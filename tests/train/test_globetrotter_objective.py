@@ -21,6 +21,7 @@ TINY_MODEL = {"hidden": 16, "layers": 1, "heads": 2, "intermediate": 32, "embed_
     ({"augment": {"crop_scale": [0.9, 0.5]}}, "objective.augment"),
     ({"transitive_normalise": "rows"}, "objective.transitive_normalise"),
     ({"alpha_form": "cube"}, "objective.alpha_form"),
+    ({"alpha_image": "text"}, "objective.alpha_image"),
     ({"visaul": 0.0}, "objective.visaul"),
 ])
 def test_bad_objective_settings_name_the_key(raw, key):
@@ -103,3 +104,32 @@ def test_masked_text_decides_which_losses_see_masked_captions(objective, clean_f
     assert contrastive.get("images") is not None
     if clean and masked:  # the cloze forward does not run the image network again
         assert masked[0].get("images") is None
+
+
+@pytest.mark.parametrize("alpha_image", ["visual", "cross"])
+def test_alpha_image_chooses_which_image_embedding_gives_alpha(alpha_image, monkeypatch):
+    """alpha's image-image similarity comes from the L_v head (the paper) or the L_x head (the published code)."""
+    import dist_train.train.objectives.globetrotter as module
+
+    seen = {}
+    real = module.transitive_loss
+
+    def spy(text_emb, image_emb=None, **kw):
+        seen["image"] = image_emb
+        return real(text_emb, image_emb, **kw)
+
+    monkeypatch.setattr(module, "transitive_loss", spy)
+    cfg = TrainConfig(out_dir="unused", model_config=dict(TINY_MODEL), objective={"alpha_image": alpha_image})
+    cfg.data.image_size = 32
+    obj = GlobetrotterObjective(cfg, VOCAB)
+    torch.manual_seed(0)
+    model = obj.build_model()
+    batch = {"tokens": torch.randint(5, VOCAB.size, (6, 7)),
+             "images": torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8),
+             "groups": torch.arange(6), "keys": [str(i) for i in range(6)]}
+    inputs = obj._inputs(batch, torch.Generator().manual_seed(1), torch.device("cpu"), model)
+    out = obj._forward(model, inputs)
+    obj._losses(out, inputs["labels"], batch["groups"])
+    expected = out["image_cross" if alpha_image == "cross" else "image_visual"][:, 0]
+    assert torch.equal(seen["image"], expected)
+    assert not torch.equal(out["image_cross"], out["image_visual"])  # separate heads: the choice matters

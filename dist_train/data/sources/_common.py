@@ -48,3 +48,20 @@ def language_option(code: str, option: str = "--language") -> str:
 def id_string(value) -> str:
     """Ids as strings; a missing one becomes "" (the packer rejects an empty caption id)."""
     return "" if value is None else str(value)
+
+
+GROUP_BY_CHOICES = ("image",)
+
+
+def group_string(value) -> str | None:
+    """A translation group as a string; a missing or blank one becomes None (no group)."""
+    if value is None:
+        return None
+    value = (value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)).strip()
+    return value or None
+
+
+def group_by_option(group_by: str | None, option: str = "--group-by") -> str | None:
+    if group_by is not None and group_by not in GROUP_BY_CHOICES:
+        raise ValueError(f"{option}: {group_by!r} is not one of {', '.join(GROUP_BY_CHOICES)}")
+    return group_by

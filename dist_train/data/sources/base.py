@@ -54,6 +54,9 @@ class SourceRecord:
     split: str
     provenance: Provenance = field(default_factory=Provenance)
     meta: dict[str, Any] = field(default_factory=dict)
+    # Captions of a split with equal groups translate each other (the sample's `translation_group`);
+    # None or "" for none. Sources set it from the input (a column, a field) or by image (`--group-by image`).
+    translation_group: str | None = None
 
 
 class Source(abc.ABC):

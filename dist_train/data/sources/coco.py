@@ -5,6 +5,9 @@ file name; a Karpathy file names the split of every image itself (its "restval" 
 Official files name images relative to their own folder (train2017/, val2017/), so each file can
 have its own --images folder.
 Translated COCO variants add a "language" (or "lang") field to each caption, which wins over --language.
+Multilingual variants can name translation groups (captions that translate each other, what
+sentence-translation evaluation needs) in a "translation_group" field of each caption; --group-by
+image groups the captions of each image instead (for captions without that field).
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
-from ._common import existing_dir, existing_file, id_string, language_option, split_option
+from ._common import (GROUP_BY_CHOICES, existing_dir, existing_file, group_by_option, group_string, id_string,
+                      language_option, split_option)
 from .base import CliSource, FileImage, SourceRecord
 
 _KARPATHY_SPLITS = {"restval": "train"}
@@ -52,6 +56,9 @@ def _language(caption: dict, default: str) -> str:
     return caption.get("language") or caption.get("lang") or default
 
 
+GROUP_FIELD = "translation_group"
+
+
 class CocoSource(CliSource):
     name = "coco"
     cli_name = "coco"
@@ -63,8 +70,9 @@ class CocoSource(CliSource):
     )
 
     def __init__(self, annotations: list[str | Path], images: str | Path | list[str | Path],
-                 split: str | None = None, language: str = "en"):
-        """`images`: one folder for all annotation files, or a list of one per file, in the same order."""
+                 split: str | None = None, language: str = "en", group_by: str | None = None):
+        """`images`: one folder for all annotation files, or a list of one per file, in the same order.
+        `group_by="image"`: captions without a `translation_group` field are grouped by their image."""
         images = [images] if isinstance(images, (str, Path)) else images
         if not annotations:
             raise ValueError("--annotations: give at least one annotation file")
@@ -76,6 +84,7 @@ class CocoSource(CliSource):
         self.images = dirs * len(annotations) if len(dirs) == 1 else dirs
         self.split = split_option(split) if split is not None else None
         self.language = language_option(language)
+        self.group_by = group_by_option(group_by)
         self._files: list[tuple[Path, Path, str, dict[str, int]]] = []  # (file, images, format, captions per split)
         for path, image_dir in zip(self.annotations, self.images):
             fmt, data = _load(path)
@@ -97,6 +106,13 @@ class CocoSource(CliSource):
                              "pass --split")
         return {split: len(data["annotations"])}
 
+    def _group(self, caption: dict, image_id: str) -> str | None:
+        """The caption's own `translation_group`, else its image's with --group-by image, else none."""
+        own = group_string(caption.get(GROUP_FIELD))
+        if own is None and self.group_by == "image":
+            return group_string(image_id)
+        return own
+
     def splits(self) -> list[str]:
         return list(dict.fromkeys(s for *_, counts in self._files for s in counts))
 
@@ -117,13 +133,15 @@ class CocoSource(CliSource):
         files = {img.get("id"): img.get("file_name") for img in data["images"]}
         for ann in data["annotations"]:
             file_name = files.get(ann.get("image_id"))
+            image_id = id_string(ann.get("image_id"))
             yield SourceRecord(
                 image=FileImage(str(image_dir / file_name)) if file_name else None,
                 caption=ann.get("caption"),
                 language=_language(ann, self.language),
-                image_id=id_string(ann.get("image_id")),
+                image_id=image_id,
                 caption_id=f"coco-{ann['id']}" if ann.get("id") is not None else "",
                 split=split,
+                translation_group=self._group(ann, image_id),
             )
 
     def _karpathy(self, path: Path, image_dir: Path, data: dict, split: str) -> Iterator[SourceRecord]:
@@ -142,6 +160,7 @@ class CocoSource(CliSource):
                     caption_id=f"coco-{sentence['sentid']}" if sentence.get("sentid") is not None else "",
                     split=split,
                     meta={"karpathy_split": img["split"]},
+                    translation_group=self._group(sentence, image_id),
                 )
 
     def describe(self) -> dict[str, Any]:
@@ -151,6 +170,7 @@ class CocoSource(CliSource):
             "images": [str(p.resolve()) for p in self.images],
             "split": self.split,
             "language": self.language,
+            **({"group_by": self.group_by} if self.group_by else {}),
         }
 
     @classmethod
@@ -164,7 +184,10 @@ class CocoSource(CliSource):
                             help="split of official COCO files; without it, train, val or test from the file name")
         parser.add_argument("--language", default="en", metavar="CODE",
                             help="language of captions without their own language/lang field")
+        parser.add_argument("--group-by", choices=GROUP_BY_CHOICES,
+                            help="translation groups for captions without their own translation_group field: "
+                                 "the captions of one image in distinct languages translate each other")
 
     @classmethod
     def from_args(cls, args) -> "CocoSource":
-        return cls(args.annotations, args.images, split=args.split, language=args.language)
+        return cls(args.annotations, args.images, split=args.split, language=args.language, group_by=args.group_by)

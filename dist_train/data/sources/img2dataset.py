@@ -3,6 +3,12 @@
 img2dataset downloads from the web, so its shards are where truncated files turn up (a killed
 download job, a full disk). A broken shard ends early instead of failing the run: what was read
 before the break is yielded, and the break is reported through `source_errors()`.
+
+img2dataset keeps the input table's extra columns (`--save_additional_columns`) in each sample's
+`.json` and in the `.parquet` beside each shard (one row per sample, by `key`). --group-field names
+the one that holds translation groups (which captions translate each other, what sentence-translation
+evaluation needs), --language-field the one that holds each caption's language; each is read from
+the `.json`, else from the `.parquet`.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any, Iterator
 from braceexpand import braceexpand
 from webdataset.tariterators import group_by_keys, tar_file_iterator
 
-from ._common import id_string, language_option, split_option, text
+from ._common import group_string, id_string, language_option, split_option, text
 from .base import BytesImage, CliSource, SourceRecord
 
 log = logging.getLogger(__name__)
@@ -60,14 +66,23 @@ def _error_message(e: Exception) -> str:
 class Img2datasetSource(CliSource):
     name = "img2dataset"
     cli_name = "img2dataset"
-    cli_help = "img2dataset's webdataset output (a folder of .tar shards), in one language"
+    cli_help = "img2dataset's webdataset output (a folder of .tar shards)"
     cli_example = "dist-train pack img2dataset --input downloads/cc3m --language en --out shards/packed/cc3m"
 
-    def __init__(self, input: str | Path, language: str, split: str = "train"):
+    def __init__(self, input: str | Path, language: str | None = None, split: str = "train",
+                 group_field: str | None = None, language_field: str | None = None):
+        """`language`: of every caption, or of those without a `language_field` value; `group_field`:
+        the extra column that holds translation groups (samples without a value have none)."""
         self.shards = shard_paths(input)
-        self.language = language_option(language)
+        if language is None and not language_field:
+            raise ValueError("--language: give the captions' language, or --language-field naming the field "
+                             "that holds it")
+        self.language = language_option(language) if language is not None else None
         self.split = split_option(split)
+        self.group_field = group_field or None
+        self.language_field = language_field or None
         self._errors: list[tuple[str, str]] = []
+        self._sidecar: tuple[Path, dict[str, dict[str, Any]]] | None = None  # the current shard's .parquet rows
 
     def splits(self) -> list[str]:
         return [self.split]
@@ -110,6 +125,34 @@ class Img2datasetSource(CliSource):
     def source_errors(self) -> list[tuple[str, str]]:
         return list(self._errors)
 
+    def _sidecar_rows(self, path: Path) -> dict[str, dict[str, Any]]:
+        """The rows of the `.parquet` img2dataset writes beside a shard, by key ({} when there is none)."""
+        if self._sidecar is None or self._sidecar[0] != path:
+            rows: dict[str, dict[str, Any]] = {}
+            parquet = path.with_suffix(".parquet")
+            wanted = [f for f in (self.group_field, self.language_field) if f]
+            if parquet.is_file():
+                import pyarrow.parquet as pq
+
+                try:
+                    names = pq.read_schema(parquet).names
+                    columns = [f for f in wanted if f in names]
+                    if "key" in names and columns:
+                        table = pq.read_table(parquet, columns=["key", *columns]).to_pydict()
+                        for i, key in enumerate(table["key"]):
+                            rows[str(key)] = {f: table[f][i] for f in columns}
+                except Exception as e:  # an unreadable sidecar: the .json fields still count
+                    self._report(parquet, f"cannot read it: {e}")
+            self._sidecar = (path, rows)
+        return self._sidecar[1]
+
+    def _field(self, path: Path, key: str, info: dict[str, Any], name: str | None) -> Any:
+        if not name:
+            return None
+        if info.get(name) not in (None, ""):
+            return info[name]
+        return self._sidecar_rows(path).get(key, {}).get(name)
+
     def _record(self, path: Path, sample: dict[str, Any]) -> SourceRecord:
         key = sample["__key__"]
         image = next((sample[ext] for ext in IMAGE_EXTENSIONS if ext in sample), None)
@@ -118,14 +161,16 @@ class Img2datasetSource(CliSource):
         except ValueError:
             info = {}
         info = info if isinstance(info, dict) else {}
+        language = self._field(path, key, info, self.language_field)
         return SourceRecord(
             image=BytesImage(image) if image is not None else None,
             caption=text(sample["txt"]) if "txt" in sample else None,
-            language=self.language,
+            language=str(language) if language not in (None, "") else self.language,
             image_id=id_string(info.get("key") or key),
             caption_id=f"{path.stem}-{key}",
             split=self.split,
             meta={"url": info["url"]} if "url" in info else {},
+            translation_group=group_string(self._field(path, key, info, self.group_field)),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -134,16 +179,26 @@ class Img2datasetSource(CliSource):
             "shards": [str(p.resolve()) for p in self.shards],
             "language": self.language,
             "split": self.split,
+            **({"group_field": self.group_field} if self.group_field else {}),
+            **({"language_field": self.language_field} if self.language_field else {}),
         }
 
     @classmethod
     def add_arguments(cls, parser) -> None:
         parser.add_argument("--input", required=True, metavar="DIR",
                             help="img2dataset output folder, or a glob or brace pattern of .tar files")
-        parser.add_argument("--language", required=True, metavar="CODE",
-                            help="language of every caption (img2dataset records none)")
+        parser.add_argument("--language", metavar="CODE",
+                            help="language of every caption (img2dataset records none), or of those without a "
+                                 "--language-field value; required unless --language-field is given")
         parser.add_argument("--split", default="train", metavar="NAME", help="split to put every sample in")
+        parser.add_argument("--language-field", metavar="NAME",
+                            help="the additional column (in each .json or the shard's .parquet) holding each "
+                                 "caption's language")
+        parser.add_argument("--group-field", metavar="NAME",
+                            help="the additional column (in each .json or the shard's .parquet) holding "
+                                 "translation groups: captions with equal values translate each other")
 
     @classmethod
     def from_args(cls, args) -> "Img2datasetSource":
-        return cls(args.input, language=args.language, split=args.split)
+        return cls(args.input, language=args.language, split=args.split, group_field=args.group_field,
+                   language_field=args.language_field)

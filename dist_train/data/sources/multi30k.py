@@ -10,6 +10,10 @@ test_2017_mscoco's: its lines name COCO 2014 images ("COCO_val2014_000000398076.
 COCO caption id after the "#"), found under --coco-images/val2014/ when that option is given.
 Caption files are read as bytes and decoded line by line, so a line of invalid UTF-8 becomes one
 rejected record rather than an error for the whole file.
+
+Task 1's caption files are parallel: line i of every language is a translation of line i of the
+others (the English caption, translated). Every record therefore carries the translation group
+`multi30k-<split>-<line>`, shared by that line's captions in all languages.
 """
 
 from __future__ import annotations
@@ -117,6 +121,7 @@ class Multi30kSource(CliSource):
                     image_id=image_name,
                     caption_id=f"multi30k-{name}-{i + 1}-{lang}",
                     split=split,
+                    translation_group=f"multi30k-{name}-{i + 1}",
                 )
 
     def _image_path(self, name: str) -> Path:
@@ -132,6 +137,7 @@ class Multi30kSource(CliSource):
             "coco_images": str(self.coco_images.resolve()) if self.coco_images is not None else None,
             "splits": {ours: {"multi30k_split": name, "languages": list(captions)}
                        for ours, (name, _, captions, _) in self._splits.items()},
+            "translation_groups": "line",  # packs made before groups existed have none: not resumed into one
         }
 
     @classmethod

@@ -2,7 +2,11 @@
 
 The caption column of a CSV or TSV is read as bytes, so a row with invalid UTF-8 becomes one
 rejected record rather than a read error for the whole table; the columns that name ids, paths,
-languages and splits are read as strings, so an id like "007" keeps its zeros.
+languages, splits and translation groups are read as strings, so an id like "007" keeps its zeros.
+
+Translation groups (which captions translate each other, what sentence-translation evaluation
+needs) come from a column (--group-column) or from the images (--group-by image: the captions of
+one image, in their distinct languages, translate each other).
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from ._common import existing_dir, existing_file, id_string, language_option, split_option, text
+from ._common import (GROUP_BY_CHOICES, existing_dir, existing_file, group_by_option, group_string, id_string, language_option,
+                      split_option, text)
 from .base import CliSource, FileImage, SourceRecord
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet"}
 _OPTIONS = {"image": "--image-column", "caption": "--caption-column", "language": "--language-column",
-            "image_id": "--id-column", "caption_id": "--caption-id-column", "split": "--split-column"}
+            "image_id": "--id-column", "caption_id": "--caption-id-column", "split": "--split-column",
+            "group": "--group-column"}
 _CHUNK_ROWS = 4096
 
 
@@ -34,10 +40,12 @@ class TableSource(CliSource):
     def __init__(self, table: str | Path, *, format: str | None = None, image_column: str = "image",
                  caption_column: str = "caption", language_column: str = "language", language: str | None = None,
                  id_column: str | None = None, caption_id_column: str | None = None,
-                 split_column: str | None = None, split: str = "train", image_root: str | Path | None = None):
+                 split_column: str | None = None, split: str = "train", image_root: str | Path | None = None,
+                 group_column: str | None = None, group_by: str | None = None):
         """`language` is used for rows without their own (no language column, or an empty cell);
         `split` when there is no `split_column`; `image_root` (default: the table's folder) is what
-        relative image paths are relative to."""
+        relative image paths are relative to. Translation groups: `group_column` names them (rows
+        with an empty cell have none), or `group_by="image"` groups the captions of each image id."""
         self.path = existing_file(table, "--table")
         self.format = format or FORMATS.get(self.path.suffix.lower())
         if self.format not in ("csv", "tsv", "parquet"):
@@ -45,8 +53,13 @@ class TableSource(CliSource):
         self.image_root = existing_dir(image_root, "--image-root") if image_root is not None else self.path.parent
         self.language = language_option(language) if language is not None else None
         self.split = split_option(split)
+        self.group_by = group_by_option(group_by)
+        if group_column and self.group_by:
+            raise ValueError("--group-column and --group-by: give one way of declaring translation groups, not both")
         self.columns = {"image": image_column, "caption": caption_column, "language": language_column,
                         "image_id": id_column, "caption_id": caption_id_column, "split": split_column}
+        if group_column:  # only when given: the columns are part of `describe()`, which a resumed pack compares
+            self.columns["group"] = group_column
         self._table = self._read()
         if split_column:
             self._counts = self._split_counts(split_column)
@@ -107,13 +120,19 @@ class TableSource(CliSource):
         c = self.columns
         path = row[c["image"]]
         caption = row[c["caption"]]
+        image_id = id_string(row[c["image_id"]] if c["image_id"] else path)
+        if "group" in c:
+            group = group_string(row[c["group"]])
+        else:
+            group = group_string(image_id) if self.group_by == "image" else None
         return SourceRecord(
             image=FileImage(str(self.image_root / str(path))) if path else None,
             caption=text(caption) if isinstance(caption, bytes) else caption,
             language=row.get(c["language"]) or self.language,
-            image_id=id_string(row[c["image_id"]] if c["image_id"] else path),
+            image_id=image_id,
             caption_id=id_string(row[c["caption_id"]]) if c["caption_id"] else f"{self.path.stem}-{number}",
             split=split,
+            translation_group=group,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -125,6 +144,7 @@ class TableSource(CliSource):
             "language": self.language,
             "split": None if self.columns["split"] else self.split,
             "image_root": str(self.image_root.resolve()),
+            **({"group_by": self.group_by} if self.group_by else {}),
         }
 
     @classmethod
@@ -144,10 +164,17 @@ class TableSource(CliSource):
         parser.add_argument("--split", default="train", metavar="NAME", help="split when there is no --split-column")
         parser.add_argument("--image-root", metavar="DIR",
                             help="folder relative image paths start from; without it, the table's folder")
+        groups = parser.add_mutually_exclusive_group()
+        groups.add_argument("--group-column", metavar="NAME",
+                            help="translation groups: rows with equal values translate each other "
+                                 "(what sentence-translation evaluation needs)")
+        groups.add_argument("--group-by", choices=GROUP_BY_CHOICES,
+                            help="translation groups from the images: the captions of one image (--id-column, "
+                                 "else its path) in distinct languages translate each other")
 
     @classmethod
     def from_args(cls, args) -> "TableSource":
         return cls(args.table, format=args.format, image_column=args.image_column, caption_column=args.caption_column,
                    language_column=args.language_column, language=args.language, id_column=args.id_column,
                    caption_id_column=args.caption_id_column, split_column=args.split_column, split=args.split,
-                   image_root=args.image_root)
+                   image_root=args.image_root, group_column=args.group_column, group_by=args.group_by)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from ..schema import ORIGIN_SYNTHETIC, Provenance
-from ..world.dataset import PRESETS, SPLITS, World, get_spec
+from ..world.dataset import HARD_TEST_SPLIT, PRESETS, SPLITS, World, get_spec
 from ..world.languages import LANGUAGES
 from ..world.meaning import Meaning
 from ..world.render import render
@@ -36,7 +36,7 @@ class WorldSource(CliSource):
         self.name = self.spec.name
 
     def splits(self) -> list[str]:
-        return [s for s in SPLITS if self.world.captions[s]]
+        return [s for s in (*SPLITS, HARD_TEST_SPLIT) if self.world.captions.get(s)]
 
     def count(self, split: str) -> int:
         return len(self.world.captions[split])
@@ -65,6 +65,9 @@ class WorldSource(CliSource):
         parser.add_argument("--train-per-language", type=int, help="training images per language")
         parser.add_argument("--val-per-language", type=int, help="validation images per language")
         parser.add_argument("--test-scenes", type=int, help="test scenes, each captioned in every language")
+        parser.add_argument("--hard-test-pairs", type=int,
+                            help="pairs of test scenes that differ in one attribute or the relation only, in a "
+                                 "second test split 'test_hard' (default: 0, none)")
         parser.add_argument("--image-size", type=int, help="image side in pixels")
         parser.add_argument("--mismatch-fraction", type=float,
                             help="fraction of training captions that describe another scene (default: 0.1)")
@@ -74,4 +77,5 @@ class WorldSource(CliSource):
         languages = tuple(s.strip() for s in args.languages.split(",")) if args.languages else None
         return cls(args.preset, seed=args.seed, languages=languages, train_per_language=args.train_per_language,
                    val_per_language=args.val_per_language, test_scenes=args.test_scenes,
+                   hard_test_pairs=args.hard_test_pairs,
                    image_size=args.image_size, mismatch_fraction=args.mismatch_fraction)

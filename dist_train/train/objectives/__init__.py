@@ -5,7 +5,9 @@ training device (augmentation and masking happen here, batched), combines the lo
 `dist_train.losses`, and evaluates with `dist_train.eval`. The engine knows none of these details:
 it calls `build_model()`, `loss(engine, batch, generator, device, step)` and
 `evaluate(engine, cfg, tb, step, device)`. One module per model family; `OBJECTIVES` maps the
-config's `model` name to its objective.
+config's `model` name to its objective. An objective may also check the data before training starts
+(a classmethod `check_data(cfg)` raising ConfigError), so that a run that could not evaluate fails
+before its first step rather than after its last.
 """
 
 from __future__ import annotations
@@ -27,4 +29,12 @@ def build_objective(cfg: TrainConfig, vocab: Vocab):
     return OBJECTIVES[cfg.model](cfg, vocab)
 
 
-__all__ = ["build_objective", "OBJECTIVES", "GlobetrotterObjective", "GlobetrotterObjectiveConfig"]
+def check_training_data(cfg: TrainConfig) -> None:
+    """The objective's own checks of the dataset (e.g. that its evaluation split can be evaluated);
+    raises ConfigError with a one-line message. Reads no more than the samples' metadata."""
+    check = getattr(OBJECTIVES.get(cfg.model), "check_data", None)
+    if check is not None:
+        check(cfg)
+
+
+__all__ = ["build_objective", "check_training_data", "OBJECTIVES", "GlobetrotterObjective", "GlobetrotterObjectiveConfig"]

@@ -36,6 +36,11 @@ class GlobetrotterObjectiveConfig:
     margin: float = 0.4  # m of the transitive loss
     loss_form: str = "paper"  # paper | code: the form of L_x and L_v
     alpha_form: str = "paper"  # paper (cube root) | code
+    # Which image embedding gives alpha's image-image similarity: "visual" (the L_v head, as the paper
+    # describes) or "cross" (the L_x head, as the published code's forward computes it: it calls one image
+    # head for both). The L_v head learns augmentation invariance, not what captions say; the L_x head
+    # is trained against the captions, so its similarities track shared meaning.
+    alpha_image: str = "visual"
     transitive_normalise: Optional[str] = None  # anchors | alpha (sum of alpha); None: the alpha form's own
     supervised: bool = False  # baseline: alpha = 1 for captions that translate each other
     text_only: bool = False  # baseline: no images, no image losses (only L_c remains)
@@ -74,6 +79,8 @@ def _objective_config(raw: dict[str, Any]) -> GlobetrotterObjectiveConfig:
     for key in ("loss_form", "alpha_form"):
         if getattr(cfg, key) not in ("paper", "code"):
             raise ConfigError(f"config key 'objective.{key}' = {getattr(cfg, key)!r}: use paper or code")
+    if cfg.alpha_image not in ("visual", "cross"):
+        raise ConfigError(f"config key 'objective.alpha_image' = {cfg.alpha_image!r}: use visual or cross")
     if cfg.masked_text not in ("all", "cloze"):
         raise ConfigError(f"config key 'objective.masked_text' = {cfg.masked_text!r}: use all or cloze")
     if cfg.transitive_normalise not in (None, "anchors", "alpha"):
@@ -96,6 +103,15 @@ class GlobetrotterObjective:
             if not self.cfg.supervised:
                 self.cfg.transitive = 0.0
         self.last_alpha: torch.Tensor | None = None
+
+    @classmethod
+    def check_data(cls, cfg: TrainConfig) -> None:
+        """Training ends by evaluating sentence translation on `eval.split`: a split without captions
+        that translate each other is refused before the first step (ConfigError, one line)."""
+        from dist_train.train.data import check_translation_groups
+
+        check_translation_groups(cfg.data.shards, cfg.eval.split,
+                                 what=f"sentence translation (the {cfg.model} objective's evaluation, eval.split)")
 
     def build_model(self) -> torch.nn.Module:
         model_cfg = {"vocab_size": self.vocab.size, "pad_id": self.vocab.pad_id, "bos_id": self.vocab.bos_id,
@@ -175,7 +191,8 @@ class GlobetrotterObjective:
                                          margin=c.margin, form=c.alpha_form, normalise_by=c.transitive_normalise)
             else:
                 x = (out["image_cross"][:, 0] * out["text_cross"]).sum(-1).detach()
-                result = transitive_loss(out["text_text"], out["image_visual"][:, 0], image_text_sim=x,
+                image_key = "image_cross" if c.alpha_image == "cross" else "image_visual"
+                result = transitive_loss(out["text_text"], out[image_key][:, 0], image_text_sim=x,
                                          temperature=c.temperature, margin=c.margin, form=c.alpha_form,
                                          normalise_by=c.transitive_normalise)
             terms["transitive"] = result.loss
@@ -262,10 +279,13 @@ class GlobetrotterObjective:
             engine.train(was_training)
         if text_text is None:  # not rank 0
             return {}
-        result = sentence_translation(text_text, captions.groups, captions.languages)
-        metrics = result.to_metrics()
+        metrics = sentence_translation(text_text, captions.groups, captions.languages,
+                                       exclude_same_language=True).to_metrics()
+        pooled = sentence_translation(text_text, captions.groups, captions.languages).to_metrics()["retrieved_positives"]
         overall = metrics["retrieved_positives"]
-        values = {"eval/sentence_translation": overall["value"], "eval/sentence_translation_chance": overall["chance"]}
+        values = {"eval/sentence_translation": overall["value"], "eval/sentence_translation_chance": overall["chance"],
+                  "eval/sentence_translation_pooled": pooled["value"],
+                  "eval/sentence_translation_pooled_chance": pooled["chance"]}
         if cross is not None:
             values["eval/cross_modal_mean_recall"] = cross.average_mean_recall
             values["eval/cross_modal_mean_recall_chance"] = cross.average_mean_recall_chance
@@ -276,7 +296,10 @@ class GlobetrotterObjective:
             row = [v for v in pairs["value"][i] if v is not None]
             if row:
                 values[f"eval/sentence_translation_from/{a}"] = sum(row) / len(row)
-        tb.scalars(values, step)
+        missing = sorted(tag for tag, v in values.items() if v is None or v != v)  # None or NaN: not computed
+        if missing:
+            log.warning("step %d: not logged, could not be computed on %s: %s", step, cfg.eval.split, ", ".join(missing))
+        tb.scalars({tag: v for tag, v in values.items() if tag not in missing}, step)
         heatmap = Path(cfg.out_dir) / "eval" / f"sentence_translation_step{step:08d}.png"
         save_pair_heatmap(pairs["value"], pairs["languages"], heatmap,
                           title=f"sentence translation, step {step}", chance=overall["chance"])
@@ -287,8 +310,13 @@ class GlobetrotterObjective:
         if n:
             tb.embedding("test_sentences", text_text[:n], captions.languages[:n], step)
         tb.flush()
-        log.info("step %d: sentence translation %.2f (chance %.2f)", step, overall["value"], overall["chance"])
+        log.info("step %d: sentence translation %s (chance %s; pooled with the own language %s, chance %s)",
+                 step, *(_percent(v) for v in (overall["value"], overall["chance"], pooled["value"], pooled["chance"])))
         return {"sentence_translation": overall}
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def _float_dtype(engine) -> torch.dtype:

@@ -166,3 +166,26 @@ def test_from_args_through_a_real_parser(official):
                               "split": "dev", "language": "en"}
     with pytest.raises(SystemExit):
         parser.parse_args(["--images", str(images)])  # --annotations is required
+
+
+def test_translation_groups_from_the_caption_field_or_by_image(official, tmp_path):
+    ann, images = official
+    data = json.loads(ann.read_text())
+    data["annotations"][0]["translation_group"] = "square-1"
+    data["annotations"][3]["translation_group"] = "square-1"
+    data["annotations"][1]["translation_group"] = 5  # numbers are ids too
+    _write_json(ann, data)
+    groups = [r.translation_group for r in CocoSource([ann], images).records("train")]
+    assert groups == ["square-1", "5", None, "square-1", None]
+    by_image = CocoSource([ann], images, group_by="image")  # the field wins where there is one
+    assert [r.translation_group for r in by_image.records("train")] == ["square-1", "5", "99", "square-1", "2"]
+    assert by_image.describe()["group_by"] == "image" and "group_by" not in CocoSource([ann], images).describe()
+    karpathy = _write_json(tmp_path / "dataset_coco.json", {"images": [
+        {"filename": "a.jpg", "filepath": "val2014", "split": "test", "cocoid": 7, "sentences": [
+            {"raw": "A cat.", "sentid": 1, "translation_group": "g"},
+            {"raw": "Eine Katze.", "sentid": 2, "language": "de"}]}]})
+    assert [r.translation_group for r in CocoSource([karpathy], tmp_path).records("test")] == ["g", None]
+    parser = argparse.ArgumentParser()
+    CocoSource.add_arguments(parser)
+    args = parser.parse_args(["--annotations", str(karpathy), "--images", str(tmp_path), "--group-by", "image"])
+    assert [r.translation_group for r in CocoSource.from_args(args).records("test")] == ["g", "7"]

@@ -169,8 +169,8 @@ def test_from_args_through_a_real_parser(shards):
     assert [(r.language, r.split) for r in src.records("web")] == [("fr", "web")] * 5
     assert src.describe() == {"source": "img2dataset", "language": "fr", "split": "web",
                               "shards": [str((shards / "00000.tar").resolve()), str((shards / "00001.tar").resolve())]}
-    with pytest.raises(SystemExit):
-        parser.parse_args(["--input", str(shards)])  # --language is required
+    with pytest.raises(ValueError, match=r"--language: give the captions' language, or --language-field"):
+        Img2datasetSource.from_args(parser.parse_args(["--input", str(shards)]))  # one of the two is required
     with pytest.raises(ValueError, match=r"--language: 'und' names no particular language"):
         Img2datasetSource.from_args(parser.parse_args(["--input", str(shards), "--language", "und"]))
     with pytest.raises(ValueError, match=r"--split: invalid split name"):
@@ -186,3 +186,31 @@ def test_packing_a_truncated_input_reports_it_in_the_summary(tmp_path):
     assert summary["totals"]["read"] == 3 and summary["totals"]["written"] == 3
     assert summary["source_errors"] == [
         {"reason": "corrupt_input_shard", "detail": f"{broken}: unexpected end of data", "split": "train"}]
+
+
+def test_translation_groups_and_languages_from_the_json_or_the_parquet_beside_the_shard(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def sample(key, caption, **extra):
+        return {"__key__": key, "jpg": RED, "txt": caption.encode(),
+                "json": json.dumps({"key": key, "caption": caption, **extra}).encode()}
+
+    out = tmp_path / "web"
+    _shard(out / "00000.tar", [sample("000000000", "A red box.", group="box", lang="en"),
+                               sample("000000001", "Eine rote Kiste.", group="box", lang="de"),
+                               sample("000000002", "Une boîte.", lang="fr"),
+                               sample("000000003", "Nothing declared.")])
+    # img2dataset's parquet holds the same extra columns; it fills in what a .json lacks
+    pq.write_table(pa.table({"key": ["000000002", "000000003"], "group": [17, None], "lang": ["fr", None]}),
+                   out / "00000.parquet")
+    src = Img2datasetSource(out, language="en", group_field="group", language_field="lang")
+    assert [(r.translation_group, r.language) for r in src.records("train")] == [
+        ("box", "en"), ("box", "de"), ("17", "fr"), (None, "en")]
+    assert src.describe()["group_field"] == "group" and src.describe()["language_field"] == "lang"
+    assert src.source_errors() == []
+    assert [r.translation_group for r in Img2datasetSource(out, language="en").records("train")] == [None] * 4
+    parser = argparse.ArgumentParser()
+    Img2datasetSource.add_arguments(parser)
+    args = parser.parse_args(["--input", str(out), "--language-field", "lang", "--group-field", "group"])
+    assert [r.language for r in Img2datasetSource.from_args(args).records("train")][:3] == ["en", "de", "fr"]

@@ -48,21 +48,27 @@ def test_records_per_split_and_language(layout):
     assert [src.count(s) for s in src.splits()] == [4, 1, 4]
     a, b = FileImage(str(images / "1000092795.jpg")), FileImage(str(images / "10002456.jpg"))
     assert list(src.records("train")) == [
-        SourceRecord(a, "Zwei junge Männer.", "de", "1000092795.jpg", "multi30k-train-1-de", "train"),
-        SourceRecord(a, "Two young guys.", "en", "1000092795.jpg", "multi30k-train-1-en", "train"),
-        SourceRecord(b, b"Mehrere M\xe4nner mit Helmen.", "de", "10002456.jpg", "multi30k-train-2-de", "train"),
-        SourceRecord(b, "Several men in hard hats.", "en", "10002456.jpg", "multi30k-train-2-en", "train"),
+        SourceRecord(a, "Zwei junge Männer.", "de", "1000092795.jpg", "multi30k-train-1-de", "train",
+                     translation_group="multi30k-train-1"),
+        SourceRecord(a, "Two young guys.", "en", "1000092795.jpg", "multi30k-train-1-en", "train",
+                     translation_group="multi30k-train-1"),
+        SourceRecord(b, b"Mehrere M\xe4nner mit Helmen.", "de", "10002456.jpg", "multi30k-train-2-de", "train",
+                     translation_group="multi30k-train-2"),
+        SourceRecord(b, "Several men in hard hats.", "en", "10002456.jpg", "multi30k-train-2-en", "train",
+                     translation_group="multi30k-train-2"),
     ]
     assert list(src.records("val")) == [SourceRecord(
         FileImage(str(images / "1000268201.jpg")), "A child in a pink dress.", "en", "1000268201.jpg",
-        "multi30k-val-1-en", "val")]
+        "multi30k-val-1-en", "val", translation_group="multi30k-val-1")]
     assert list(src.records("test")) == [
-        SourceRecord(b, "A man.", "en", "10002456.jpg", "multi30k-test_2016_flickr-1-en", "test"),
-        SourceRecord(b, "Un homme.", "fr", "10002456.jpg", "multi30k-test_2016_flickr-1-fr", "test"),
+        SourceRecord(b, "A man.", "en", "10002456.jpg", "multi30k-test_2016_flickr-1-en", "test",
+                     translation_group="multi30k-test_2016_flickr-1"),
+        SourceRecord(b, "Un homme.", "fr", "10002456.jpg", "multi30k-test_2016_flickr-1-fr", "test",
+                     translation_group="multi30k-test_2016_flickr-1"),
         SourceRecord(FileImage(str(images / "missing.jpg")), "", "en", "missing.jpg",
-                     "multi30k-test_2016_flickr-2-en", "test"),
+                     "multi30k-test_2016_flickr-2-en", "test", translation_group="multi30k-test_2016_flickr-2"),
         SourceRecord(FileImage(str(images / "missing.jpg")), "Une femme.", "fr", "missing.jpg",
-                     "multi30k-test_2016_flickr-2-fr", "test"),
+                     "multi30k-test_2016_flickr-2-fr", "test", translation_group="multi30k-test_2016_flickr-2"),
     ]
     assert list(src.records("test_2016_flickr")) == []
 
@@ -118,9 +124,11 @@ def test_mscoco_test_images_come_from_the_coco_folder(layout, tmp_path):
     assert src.splits() == ["test_2017_mscoco"]
     assert list(src.records("test_2017_mscoco")) == [
         SourceRecord(FileImage(str(coco / "train2014" / "COCO_train2014_000000117071.jpg")), "A bus.", "en",
-                     "COCO_train2014_000000117071.jpg", "multi30k-test_2017_mscoco-1-en", "test_2017_mscoco"),
+                     "COCO_train2014_000000117071.jpg", "multi30k-test_2017_mscoco-1-en", "test_2017_mscoco",
+                     translation_group="multi30k-test_2017_mscoco-1"),
         SourceRecord(FileImage(str(coco / "val2014" / "COCO_val2014_000000398076.jpg")), "A cat.", "en",
-                     "COCO_val2014_000000398076.jpg", "multi30k-test_2017_mscoco-2-en", "test_2017_mscoco"),
+                     "COCO_val2014_000000398076.jpg", "multi30k-test_2017_mscoco-2-en", "test_2017_mscoco",
+                     translation_group="multi30k-test_2017_mscoco-2"),
     ]
     without = Multi30kSource(root, images, splits=["test_2017_mscoco"])
     assert next(without.records("test_2017_mscoco")).image == FileImage(
@@ -141,6 +149,7 @@ def test_from_args_through_a_real_parser(layout):
         "source": "multi30k", "root": str(root.resolve()), "images": str(images.resolve()), "coco_images": None,
         "splits": {"val": {"multi30k_split": "val", "languages": ["en"]},
                    "test": {"multi30k_split": "test_2016_flickr", "languages": ["en"]}},
+        "translation_groups": "line",
     }
     with pytest.raises(SystemExit):
         parser.parse_args(["--root", str(root)])  # --images is required

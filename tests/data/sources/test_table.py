@@ -131,3 +131,35 @@ def test_from_args_through_a_real_parser(tmp_path):
                     "caption_id": None, "split": "split"},
         "language": "de", "split": None, "image_root": str(tmp_path.resolve()),
     }
+
+
+def test_translation_groups_from_a_column_or_by_image(tmp_path):
+    _jpeg(tmp_path / "a.jpg")
+    _jpeg(tmp_path / "b.jpg")
+    table = tmp_path / "t.csv"
+    table.write_text("image,caption,language,group\n"
+                     "a.jpg,A red box.,en,007\n"
+                     "a.jpg,Eine rote Kiste.,de,007\n"
+                     "b.jpg,A blue box.,en,\n"
+                     "b.jpg,Une boîte bleue.,fr, 8 \n", encoding="utf-8")
+    by_column = TableSource(table, group_column="group")
+    assert [r.translation_group for r in by_column.records("train")] == ["007", "007", None, "8"]
+    assert by_column.describe()["columns"]["group"] == "group"
+    by_image = TableSource(table, group_by="image")
+    assert [r.translation_group for r in by_image.records("train")] == ["a.jpg", "a.jpg", "b.jpg", "b.jpg"]
+    assert by_image.describe()["group_by"] == "image"
+    with_ids = TableSource(table, id_column="group", group_by="image")  # the image id, not the path
+    assert [r.translation_group for r in with_ids.records("train")] == ["007", "007", None, "8"]
+    assert [r.translation_group for r in TableSource(table).records("train")] == [None] * 4  # none declared
+    parser = argparse.ArgumentParser()
+    TableSource.add_arguments(parser)
+    src = TableSource.from_args(parser.parse_args(["--table", str(table), "--group-by", "image"]))
+    assert [r.translation_group for r in src.records("train")] == ["a.jpg", "a.jpg", "b.jpg", "b.jpg"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--table", str(table), "--group-by", "image", "--group-column", "group"])
+    with pytest.raises(ValueError, match=r"--group-column: .* has no column 'grp'"):
+        TableSource(table, group_column="grp")
+    with pytest.raises(ValueError, match=r"--group-column and --group-by: give one way"):
+        TableSource(table, group_column="group", group_by="image")
+    with pytest.raises(ValueError, match=r"--group-by: 'caption' is not one of image"):
+        TableSource(table, group_by="caption")

@@ -106,3 +106,33 @@ def test_reference_translation_recovers_every_language_of_a_test_scene(world):
         for lang, c in caps.items():
             assert caption_in(source.meta(), lang, c.template) == c.caption
         assert caption_in(source.meta(), "en") == source.caption
+
+
+def test_hard_test_split_pairs_unseen_scenes_that_differ_in_one_thing_only():
+    from dist_train.data.world.dataset import HARD_TEST_SPLIT, translation_group
+    from dist_train.data.world.meaning import INVERSE_RELATION
+
+    plain = World.generate(get_spec("tiny"))
+    world = World.generate(get_spec("tiny", hard_test_pairs=20))
+    for split in ("train", "val", "test"):  # its own random stream: the other splits stay as they were
+        assert [(c.caption_id, c.caption) for c in world.captions[split]] == \
+            [(c.caption_id, c.caption) for c in plain.captions[split]]
+    hard = world.captions[HARD_TEST_SPLIT]
+    languages = world.spec.languages
+    assert len(hard) == 2 * 20 * len(languages) == world.spec.count(HARD_TEST_SPLIT)
+    scenes = [c.scene for c in hard if c.language == languages[0]]
+    seen = {translation_group(c.meta()) for s in ("train", "val", "test") for c in world.captions[s]}
+    groups = [translation_group({"said": m.to_dict()}) for m in scenes]
+    assert len(set(groups)) == 40 and not set(groups) & seen  # unseen, and no two scenes say the same
+    for a, b in zip(scenes[0::2], scenes[1::2]):
+        diffs = [f for f in ("count", "size", "colour", "shape") for x, y in ((a.subject, b.subject), (a.obj, b.obj))
+                 if getattr(x, f) != getattr(y, f)]
+        relation_changed = a.relation != b.relation
+        assert len(diffs) + relation_changed == 1, (a, b)
+        if relation_changed:
+            assert b.relation != INVERSE_RELATION[a.relation]
+    # every scene of the split is captioned in every language, all captions of one scene translate each other
+    by_image = {}
+    for c in hard:
+        by_image.setdefault(c.image_id, set()).add((c.language, translation_group(c.meta())))
+    assert all(len(v) == len(languages) and len({g for _, g in v}) == 1 for v in by_image.values())
