@@ -36,6 +36,18 @@ def translation_set(seed: int, groups: int = 15, noise: float = 1.0, dim: int = 
     return np.array(emb, dtype=np.float32), np.array(gid), np.array(lang)
 
 
+def grouped_by_language(groups: int, dim: int = 16):
+    """Translations close to each other, plus a large component that says the language."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(groups, dim))
+    language_part = {language: 3 * np.sqrt(dim) * np.eye(len(LANGS))[i] for i, language in enumerate(LANGS)}
+    emb = np.array([np.concatenate([centres[g] + 0.05 * rng.normal(size=dim), language_part[language]])
+                    for g in range(groups) for language in LANGS], dtype=np.float32)
+    gid = np.array([f"g{g}" for g in range(groups) for _ in LANGS])
+    lang = np.array([language for _ in range(groups) for language in LANGS])
+    return emb, gid, lang
+
+
 @pytest.mark.parametrize("seed,drop", [(0, 0.0), (1, 0.0), (2, 0.3)])
 def test_sentence_translation_matches_brute_force(seed, drop):
     emb, gid, lang = translation_set(seed, drop=drop)
@@ -77,14 +89,8 @@ def test_sentence_translation_among_other_languages_matches_brute_force(seed, dr
 
 def test_excluding_the_own_language_removes_the_below_chance_floor():
     """Embeddings with a component that says the language score below chance pooled, far above it excluded."""
-    rng = np.random.default_rng(0)
-    groups, dim = 30, 16
-    centres = rng.normal(size=(groups, dim))
-    language_part = {language: 3 * np.sqrt(dim) * np.eye(len(LANGS))[i] for i, language in enumerate(LANGS)}
-    emb = np.array([np.concatenate([centres[g] + 0.05 * rng.normal(size=dim), language_part[language]])
-                    for g in range(groups) for language in LANGS], dtype=np.float32)
-    gid = np.array([f"g{g}" for g in range(groups) for _ in LANGS])
-    lang = np.array([language for _ in range(groups) for language in LANGS])
+    groups = 30
+    emb, gid, lang = grouped_by_language(groups)
     pooled = sentence_translation(emb, gid, lang)
     other = sentence_translation(emb, gid, lang, exclude_same_language=True)
     assert pooled.retrieved_positives < pooled.chance
@@ -114,14 +120,8 @@ def test_embeddings_grouped_by_language_fail_the_pooled_metric_not_the_per_pair_
     """Translations close to each other, plus a large component that says the language: the pooled metric's top
     M-1 fill with same-language sentences (below chance), while within one target language the
     translation is still the nearest."""
-    rng = np.random.default_rng(0)
-    groups, dim = 30, 16
-    centres = rng.normal(size=(groups, dim))
-    language_part = {language: 3 * np.sqrt(dim) * np.eye(len(LANGS))[i] for i, language in enumerate(LANGS)}
-    emb = np.array([np.concatenate([centres[g] + 0.05 * rng.normal(size=dim), language_part[language]])
-                    for g in range(groups) for language in LANGS], dtype=np.float32)
-    gid = np.array([f"g{g}" for g in range(groups) for _ in LANGS])
-    lang = np.array([language for _ in range(groups) for language in LANGS])
+    groups = 30
+    emb, gid, lang = grouped_by_language(groups)
     pooled = sentence_translation(emb, gid, lang)
     assert pooled.retrieved_positives < pooled.chance
     per_pair = bitext_retrieval(emb, gid, lang)
