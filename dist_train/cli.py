@@ -27,8 +27,16 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 def _parser(sub, name: str, help: str, example: str, description: str | None = None):
-    return sub.add_parser(name, help=help, description=description or help, epilog=f"example:\n  {example}",
-                          formatter_class=_Formatter)
+    p = sub.add_parser(name, help=help, description=description or help, epilog=f"example:\n  {example}",
+                       formatter_class=_Formatter)
+    _add_verbosity(p, argparse.SUPPRESS)  # also after the subcommand: dist-train train -q ...
+    return p
+
+
+def _add_verbosity(parser, default) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true", default=default, help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", default=default,
+                        help="no progress bars, warnings and errors only")
 
 
 def _size(text: str) -> int:
@@ -39,6 +47,16 @@ def _size(text: str) -> int:
     return int(float(m[1]) * 1024 ** " kmgt".index(m[2] or " "))
 
 
+def _location(text: str):
+    """A path or URL (s3://bucket/x, gs://, https://, file://): a local Path, or a UPath for a URL."""
+    from .storage import StorageError, location
+
+    try:
+        return location(text)
+    except StorageError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 # ---------------------------------------------------------------------------------------------- pack
 
 
@@ -46,32 +64,45 @@ def _add_pack_options(p) -> None:
     from .data.pack import PackOptions
 
     d = PackOptions(workers=1)
-    p.add_argument("--out", required=True, type=Path, help="output dataset directory")
+    p.add_argument("--out", required=True, type=_location, help="output dataset folder (a path or a URL: s3://bucket/x)")
     p.add_argument("--max-samples-per-shard", type=int,
                    help=f"samples per shard (default: {d.max_samples_per_shard}, or the built-in preset's)")
     p.add_argument("--max-shard-bytes", type=_size, default=d.max_shard_bytes, help="bytes per shard, e.g. 512M")
     p.add_argument("--max-pixels", type=int, default=d.max_pixels, help="reject images with more pixels")
     p.add_argument("--max-side", type=int, help="shrink images whose longer side is larger")
-    p.add_argument("--jpeg-quality", type=int, default=d.jpeg_quality)
+    p.add_argument("--jpeg-quality", type=int, default=d.jpeg_quality, help="JPEG quality, 1 to 100")
+    p.add_argument("--max-image-bytes", type=_size, default=d.max_image_bytes,
+                   help="reject image files larger than this unread, e.g. 256M")
     p.add_argument("--workers", type=int, help="image encoding processes (default: all cores; 0 = none)")
 
 
+_PACK_FLAGS = {"max_samples_per_shard": "--max-samples-per-shard", "max_shard_bytes": "--max-shard-bytes",
+               "max_pixels": "--max-pixels", "max_side": "--max-side", "jpeg_quality": "--jpeg-quality",
+               "max_image_bytes": "--max-image-bytes", "workers": "--workers"}
+
+
 def _pack_options(args, default_samples_per_shard: int | None = None):
-    from .data.pack import PackOptions
+    """The packer's options; one out of range is a one-line error naming its flag (0 is a value, not unset)."""
+    from .data.pack import PackOptionError, PackOptions
 
     kw = dict(max_shard_bytes=args.max_shard_bytes, max_pixels=args.max_pixels, max_side=args.max_side,
-              jpeg_quality=args.jpeg_quality, progress=not args.quiet)
-    samples = args.max_samples_per_shard or default_samples_per_shard
-    if samples:
+              jpeg_quality=args.jpeg_quality, max_image_bytes=args.max_image_bytes, progress=not args.quiet)
+    samples = args.max_samples_per_shard if args.max_samples_per_shard is not None else default_samples_per_shard
+    if samples is not None:
         kw["max_samples_per_shard"] = samples
     if args.workers is not None:
         kw["workers"] = args.workers
-    return PackOptions(**kw)
+    try:
+        return PackOptions(**kw)
+    except PackOptionError as e:
+        raise ValueError(f"{_PACK_FLAGS.get(e.field, e.field)} {e.problem}") from None
 
 
 def cmd_pack(args) -> int:
-    from .data.pack import pack, summary_table
+    from .data.pack import check_out_folder, pack, summary_table
 
+    _pack_options(args)  # bad options and a wrong --out fail before the source is read or anything written
+    check_out_folder(args.out)
     source = args.source_cls.from_args(args)
     default_shard = getattr(getattr(source, "spec", None), "samples_per_shard", None)
     summary = pack(source, args.out, _pack_options(args, default_shard))
@@ -102,7 +133,7 @@ def cmd_verify(args) -> int:
 def cmd_inspect(args) -> int:
     from .data.schema import Sample
     from .data.shards import iter_shard
-    from .data.verify import shard_paths
+    from .data.verify import printable, shard_paths
 
     tars = shard_paths(args.path)
     if args.split:
@@ -120,9 +151,11 @@ def cmd_inspect(args) -> int:
                 continue
             prov = s.provenance
             origin = prov.origin + (f" from {prov.source_language} by {prov.translator}" if prov.translator else "")
-            print(f"{tar.name} {s.key}  [{s.language}, {s.split}, {s.width}x{s.height}, {origin}]\n    {s.caption}")
+            # captions and metadata are the dataset's text: escaped, so that none can drive the terminal
+            print(printable(f"{tar.name} {s.key}  [{s.language}, {s.split}, {s.width}x{s.height}, {origin}]"))
+            print(f"    {printable(s.caption)}")
             if args.meta:
-                print(f"    meta: {json.dumps(s.meta, ensure_ascii=False)}")
+                print(f"    meta: {printable(json.dumps(s.meta, ensure_ascii=False))}")
             if args.save_images:
                 (args.save_images / f"{s.key}.jpg").write_bytes(s.image)
             shown += 1
@@ -138,6 +171,8 @@ def cmd_stats(args) -> int:
     if args.json:
         print(json.dumps(stats, indent=2, ensure_ascii=False))
         return 0
+    for warning in stats["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     if not stats["splits"]:
         print(f"no shards under {args.path}", file=sys.stderr)
         return 1
@@ -193,10 +228,12 @@ def _world_preset(shards: Path) -> str | None:
 
 def ensure_training_data(cfg) -> None:
     """Pack and preprocess the built-in benchmark named by data.shards when it is not there yet."""
-    shards = Path(cfg.data.shards)
+    from .storage import is_remote, location
+
+    shards = location(cfg.data.shards)
     if (shards / "spm.model").is_file() and (shards / "summary.json").is_file():
         return
-    preset = _world_preset(shards)
+    preset = None if is_remote(shards) else _world_preset(shards)
     if preset is None or not cfg.data.prepare_world:
         raise FileNotFoundError(f"data.shards: {shards} is not a preprocessed dataset (run dist-train preprocess)")
     from .demo import prepare_world
@@ -211,17 +248,30 @@ def cmd_train(args) -> int:
 
     from .train.main import load_train_config
 
+    if args.nproc_per_node < 1:
+        raise ValueError(f"--nproc-per-node {args.nproc_per_node}: must be at least 1")
     cfg = load_train_config(str(args.config) if args.config else None, list(args.overrides))
+    if args.print_config:  # the whole resolved config, every default included; nothing is run
+        from omegaconf import OmegaConf
+
+        print(OmegaConf.to_yaml(cfg), end="")
+        return 0
     ensure_training_data(cfg)
     already_launched = "RANK" in os.environ or "SLURM_PROCID" in os.environ
     if args.nproc_per_node > 1 and not already_launched:
-        from .train.objectives import check_training_data
+        from .train.engine import preflight
 
-        check_training_data(cfg)  # here, not in each worker: one line, before any process starts
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc_per_node}",
-               "-m", "dist_train.train.main", *(["--config", str(args.config)] if args.config else []),
+        preflight(cfg)  # here, not in each worker: one line, before any process starts
+        # torchrun run by our own launcher: on loopback only, and a failed worker ends it in one line
+        # (dist_train.launch.worker is dist_train.train.main, quiet on the ranks that only saw a peer go).
+        cmd = [sys.executable, "-m", "dist_train.launch.local", "--standalone", f"--nproc-per-node={args.nproc_per_node}",
+               "-m", "dist_train.launch.worker", *(["--config", str(args.config)] if args.config else []),
                *args.overrides]
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        if args.verbose or args.quiet:  # -q / -v reach the workers
+            from .train.main import LOG_LEVEL_ENV
+
+            env[LOG_LEVEL_ENV] = "DEBUG" if args.verbose else "WARNING"
         # Become torchrun, so that signals (Ctrl-C, SLURM's SIGTERM) reach it and it stops the workers.
         sys.stdout.flush()
         sys.stderr.flush()
@@ -237,7 +287,7 @@ def cmd_train(args) -> int:
 def cmd_export(args) -> int:
     from .train.export import export
 
-    out = export(args.checkpoints, args.out, tag=args.tag)
+    out = export(args.checkpoints, args.out, tag=args.tag, force=args.force)
     print(f"wrote {out / 'model.safetensors'} and {out / 'config.yaml'}")
     return 0
 
@@ -248,7 +298,8 @@ def cmd_eval(args) -> int:
     metrics = evaluate(args.checkpoint, args.shards, args.out, split=args.split, batch_size=args.batch_size,
                        human_languages=args.human_languages.split(",") if args.human_languages else None,
                        word_translation=not args.no_word_translation, csls=args.csls,
-                       word_representation=args.word_representation, word_alignment=args.word_alignment)
+                       word_representation=args.word_representation, word_alignment=args.word_alignment,
+                       progress=not args.quiet)
     print(summary_line(metrics))
     heatmaps = [args.out / name for name in ("sentence_translation_pairs.png", "word_translation_pairs.png")
                 if (args.out / name).is_file()]
@@ -299,6 +350,28 @@ def cmd_demo(args) -> int:
 # ---------------------------------------------------------------------------------------------- main
 
 
+class _ConfigFlag(argparse.Action):
+    """A flag that stands for a `key=value` override, added to the overrides so that the processes
+    `dist-train train` starts (torchrun workers) get it with the others."""
+
+    def __init__(self, option_strings, dest, const=None, **kw):
+        super().__init__(option_strings, dest, nargs=0, const=const, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.overrides = [*(getattr(namespace, "overrides", None) or []), self.const]
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("dist-train")
+    except Exception:  # run from a source tree that is not installed
+        from . import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .data.sources import ALL_CLI_SOURCES
     from .data.sources.world import WorldSource
@@ -309,8 +382,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  dist-train demo",
         formatter_class=_Formatter,
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings and errors only")
+    parser.add_argument("--version", action="version", version=f"dist-train {_version()}")
+    _add_verbosity(parser, False)
+    parser.add_argument("--storage-options", metavar="JSON",
+                        help="filesystem options for URLs, per protocol, e.g. '{\"s3\": {\"endpoint_url\": "
+                             "\"http://127.0.0.1:9000\"}}' (also passed to the processes this command starts; "
+                             "credentials are better left to the environment or ~/.aws)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = _parser(sub, "demo", "run the main job on the built-in benchmark", "dist-train demo --preset tiny",
@@ -349,8 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "layout: image validation and re-encoding, caption normalisation, the shared sentencepiece\n"
                 "vocabulary (OUT/spm.model), token ids, machine translation and image features, each stage\n"
                 "switchable in the config. Rerunning on the same --out skips everything already finished.")
-    p.add_argument("--in", dest="input", type=Path, required=True, help="packed dataset folder")
-    p.add_argument("--out", type=Path, required=True, help="output dataset folder")
+    p.add_argument("--in", dest="input", type=_location, required=True, help="packed dataset folder (a path or a URL: s3://bucket/x)")
+    p.add_argument("--out", type=_location, required=True, help="output dataset folder (a path or a URL)")
     p.add_argument("--config", type=Path, help="YAML settings (configs/preprocess/); defaults otherwise")
     p.add_argument("--ray-address", help="join this Ray cluster (e.g. auto) instead of starting a local one")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override any config key, e.g. vocab.size=8000")
@@ -370,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "dist-train train --config configs/globetrotter-tiny.yaml out_dir=runs/tiny\n"
                 "  dist-train train --config configs/globetrotter-tiny.yaml --nproc-per-node 2 out_dir=runs/tiny2 \\\n"
                 "      deepspeed.zero_stage=3 objective.visual=0\n"
-                "  torchrun --nproc-per-node 8 -m dist_train.train.main --config configs/globetrotter.yaml out_dir=/runs/gt",
+                "  torchrun --nproc-per-node 8 -m dist_train.train.main --config configs/globetrotter-demo.yaml out_dir=/runs/gt",
                 "Train the model named in the config on a dataset made by dist-train preprocess, with a DeepSpeed\n"
                 "engine built from the JSON in configs/deepspeed/. Checkpoints go to OUT_DIR/checkpoints/ and\n"
                 "TensorBoard logs to OUT_DIR/tb/; running the same command again resumes from the latest\n"
@@ -378,7 +455,12 @@ def build_parser() -> argparse.ArgumentParser:
                 "same code; --nproc-per-node starts local processes itself (gloo on CPU).")
     p.add_argument("--config", type=Path, help="experiment config (configs/*.yaml)")
     p.add_argument("--nproc-per-node", type=int, default=1, help="local processes to start (torchrun --standalone)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override any config key, e.g. out_dir=runs/x")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config (file, overrides and every default) as YAML and exit")
+    p.add_argument("--allow-config-change", action=_ConfigFlag, const="allow_config_change=true",
+                   help="resume a run with settings that change it (the old config is kept as config.STEP.yaml)")
+    p.add_argument("overrides", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. out_dir=runs/x")
     p.set_defaults(func=cmd_train)
 
     p = _parser(sub, "launch", "submit training (or preprocessing) to SLURM through submitit",
@@ -397,20 +479,22 @@ def build_parser() -> argparse.ArgumentParser:
                 "--local runs the same job with submitit's local executor on this machine.")
     p.add_argument("--target", choices=("train", "preprocess"), default="train", help="what the job runs")
     p.add_argument("--config", type=Path, help="experiment config (train) or preprocess settings (preprocess)")
-    p.add_argument("--in", dest="input", type=Path, help="packed dataset folder (--target preprocess)")
-    p.add_argument("--out", type=Path, help="output dataset folder (--target preprocess)")
+    p.add_argument("--in", dest="input", type=_location, help="packed dataset folder (--target preprocess)")
+    p.add_argument("--out", type=_location, help="output dataset folder (--target preprocess)")
     p.add_argument("--nodes", type=int, default=1, help="nodes")
     p.add_argument("--gpus-per-node", type=int, default=0, help="GPUs per node; one task per GPU")
     p.add_argument("--tasks-per-node", type=int, help="tasks per node on CPU-only nodes (default: GPUs per node, or 1)")
     p.add_argument("--cpus-per-task", type=int, help="CPUs per task (loader workers + 1 is a good start)")
-    p.add_argument("--mem", help="memory per node, e.g. 200G")
+    p.add_argument("--mem", help="memory per node: megabytes, or with K, M, G or T (e.g. 200G)")
     p.add_argument("--partition", help="SLURM partition")
     p.add_argument("--account", help="SLURM account")
     p.add_argument("--qos", help="SLURM quality of service")
     p.add_argument("--constraint", help="node features, e.g. a100")
     p.add_argument("--time", default="24:00:00", help="time limit (minutes, HH:MM:SS or D-HH:MM:SS)")
     p.add_argument("--sbatch", action="append", default=None, metavar="KEY=VALUE",
-                   help="any other sbatch option, repeatable: --sbatch mail-type=END --sbatch exclusive")
+                   help="any other sbatch long option, repeatable: --sbatch mail-type=END --sbatch exclusive; not "
+                   "the ones the launcher writes (nodes, ntasks, ntasks-per-node, output, error, open-mode, array, "
+                   "signal, wrap) nor those with their own flag (job-name, partition, time, mem, ...: use the flag)")
     p.add_argument("--job-name", help="SLURM job name (default: dist-train-TARGET)")
     p.add_argument("--job-dir", type=Path, help="submitit folder: job pickles and logs <jobid>_<task>_log.out "
                    "(default: OUT_DIR/submitit, or the sweep's root/submitit)")
@@ -430,6 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoints", type=Path, help="the run's checkpoints folder")
     p.add_argument("out", type=Path, help="output folder (model.safetensors, config.yaml, spm.model)")
     p.add_argument("--tag", help="a checkpoint tag (default: the latest complete one)")
+    p.add_argument("--force", action="store_true", help="replace the export in a non-empty output folder")
     p.set_defaults(func=cmd_export)
 
     p = _parser(sub, "eval", "measure a trained model: translation by retrieval, word translation, cross-modal recall",
@@ -441,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "when the captions carry translated queries), each figure beside its chance level. Writes\n"
                 "OUT/metrics.json, OUT/report.md and the language-pair heatmaps.")
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoints folder, one step folder, or export")
-    p.add_argument("--shards", type=Path, required=True, help="preprocessed dataset folder")
+    p.add_argument("--shards", type=_location, required=True, help="preprocessed dataset folder (a path or a URL)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--split", default="test", help="split to evaluate")
     p.add_argument("--batch-size", type=int, default=128, help="sentences or images per forward pass")
@@ -459,12 +544,12 @@ def build_parser() -> argparse.ArgumentParser:
     shards_sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     sp = _parser(shards_sub, "verify", "check every shard against its manifest (exit 1 naming bad shards)",
                  "dist-train shards verify shards/packed/world-tiny --decode")
-    sp.add_argument("path", type=Path, help="dataset directory or one .tar shard")
+    sp.add_argument("path", type=_location, help="dataset folder or one .tar shard (a path or a URL)")
     sp.add_argument("--decode", action="store_true", help="also decode every image")
     sp.add_argument("--workers", type=int, default=1, help="shards checked in parallel")
     sp.set_defaults(func=cmd_verify)
     sp = _parser(shards_sub, "inspect", "print a few samples", "dist-train shards inspect shards/packed/world-tiny --split test -n 14")
-    sp.add_argument("path", type=Path, help="dataset directory or one .tar shard")
+    sp.add_argument("path", type=_location, help="dataset folder or one .tar shard (a path or a URL)")
     sp.add_argument("-n", type=int, default=5, help="number of samples")
     sp.add_argument("--split", help="only this split")
     sp.add_argument("--language", help="only this language")
@@ -473,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_inspect)
     sp = _parser(shards_sub, "stats", "counts per split and language, rejects by reason",
                  "dist-train shards stats shards/packed/world-tiny --json")
-    sp.add_argument("path", type=Path, help="dataset directory")
+    sp.add_argument("path", type=_location, help="dataset folder (a path or a URL)")
     sp.add_argument("--json", action="store_true", help="print JSON")
     sp.set_defaults(func=cmd_stats)
     return parser
@@ -482,15 +567,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    level = "DEBUG" if args.verbose else "WARNING" if args.quiet else "INFO"
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
     from .data.pack import PackError
     from .preprocess.pipeline import PreprocessError
 
     try:
+        if args.storage_options:
+            from .storage import set_storage_options
+
+            set_storage_options(args.storage_options)
         return args.func(args)
     except (PackError, PreprocessError, ValueError, FileNotFoundError, RuntimeError) as e:
         log.debug("error", exc_info=True)

@@ -20,7 +20,7 @@ from .preprocess.pipeline import preprocess
 from .preprocess.pipeline import summary_table as preprocess_table
 
 STEPS = 5
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parent / "configs"  # shipped in the package (also the repository's configs/)
 # SMALR's setting: every image captioned in each of ten languages (configs/preprocess/parallel10.yaml)
 TEN_LANGUAGES = ("en", "de", "fr", "es", "it", "ru", "ar", "ja", "ko", "zh")
 

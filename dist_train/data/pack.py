@@ -22,61 +22,65 @@ import logging
 import multiprocessing
 import os
 import re
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from . import images
+from .card import finish_dataset
 from .languages import UnknownLanguage, canonical_language
-from .schema import Sample, check_split_name, sample_key
+from .schema import Sample, check_split_name, normalize_id, sample_key
 from .shards import (
+    REJECTS_SCHEMA,
     ShardWriter,
     atomic_write_json,
     atomic_write_parquet,
     list_finished_shards,
     manifest_path,
     read_manifest,
+    read_parquet,
+    rejects_table,
     read_shard_info,
     remove_stale_files,
     sample_tar_bytes,
     tar_file_bytes,
 )
+from dist_train.storage import listdir, location, makedirs
+
 from .sources._common import group_string
-from .sources.base import Source, SourceRecord
+from .sources.base import DEFAULT_MAX_IMAGE_BYTES, Source, SourceRecord
 
 log = logging.getLogger(__name__)
 
 # Why an input record was not written. Each has a test.
 REJECT_REASONS = {
     "missing_image": "the image file does not exist or the source has no image for the caption",
-    "unreadable_image": "the image exists but could not be read (permissions, a directory, I/O error)",
+    "unreadable_image": "the image exists but could not be read (not a regular file: a directory, a FIFO, a "
+                        "device; permissions, I/O error)",
+    "image_too_large": "the image file has more bytes than --max-image-bytes",
     "empty_image": "the image has zero bytes",
     "truncated_image": "the image data ends before the image does",
     "undecodable_image": "the bytes are not an image the decoder understands",
     "too_many_pixels": "width x height over the pixel limit (decompression-bomb guard)",
-    "empty_caption": "no caption, or only whitespace",
+    "unsupported_image_mode": "the image's pixel format has no faithful conversion to 8-bit RGB",
+    "unencodable_image": "the decoded image could not be resized or written as JPEG (e.g. a side over 65535 pixels)",
+    "empty_caption": "no caption, or only whitespace and invisible characters (zero-width, bidi marks, "
+                     "combining marks alone)",
+    "invalid_caption": "the caption is not text (a number, a list, an object in the input)",
     "invalid_utf8": "the caption bytes are not valid UTF-8",
-    "unknown_language": "the language code is missing or names no registered language",
-    "invalid_id": "the caption id is empty",
-    "duplicate_id": "an earlier record of the input has the same caption id (or the same shard key)",
+    "unknown_language": "the language code is missing, of the wrong type, private use, or names no registered language",
+    "invalid_id": "the caption id (or image id) is empty or not a string or integer",
+    "duplicate_id": "an earlier record of the input has the same caption id (after NFC) or the same shard key",
+    "invalid_group": "the translation group is not a string or a number (a list, an object)",
+    "duplicate_member": "an input tar repeats a member name, or a sample's members are not contiguous",
+    "malformed_record": "the input record does not have the structure of its format (e.g. an annotation "
+                        "that is not a JSON object), or its fields cannot be written",
 }
 
-REJECTS_SCHEMA = pa.schema(
-    [
-        ("split", pa.string()),
-        ("input_index", pa.int64()),
-        ("key", pa.string()),
-        ("image_id", pa.string()),
-        ("caption_id", pa.string()),
-        ("language", pa.string()),
-        ("reason", pa.string()),
-        ("detail", pa.string()),
-    ]
-)
 STATE_DIR = "_pack"
 MAX_WARNINGS_PER_REASON = 5
 
@@ -93,6 +97,28 @@ class PackError(RuntimeError):
     """The packer cannot run with these arguments (not a problem of single records)."""
 
 
+class PackOptionError(PackError):
+    """One option out of range; `field` names it, so the CLI can name its flag instead."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field} {problem}")
+        self.field = field
+        self.problem = problem
+
+
+# field -> (smallest allowed value, largest or None, what it counts), checked before anything is written
+_OPTION_BOUNDS = {
+    "max_samples_per_shard": (1, None, "a positive number of samples"),
+    "max_shard_bytes": (10_240, None, "a number of bytes >= 10240"),
+    "max_pixels": (1, None, "a positive number of pixels"),
+    "max_side": (1, None, "a positive number of pixels"),
+    "max_image_bytes": (1, None, "a positive number of bytes"),
+    "jpeg_quality": (1, 100, "a JPEG quality from 1 to 100"),
+    "workers": (0, None, "a number of processes >= 0"),
+    "chunk_size": (1, None, "a positive number of records"),
+}
+
+
 @dataclass(frozen=True)
 class PackOptions:
     max_samples_per_shard: int = 10_000
@@ -103,22 +129,24 @@ class PackOptions:
     workers: int = field(default_factory=lambda: available_cpus())  # 0: encode in this process
     chunk_size: int = 32  # records per task sent to a worker
     progress: bool = True
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES  # larger image files are rejected unread
 
     def __post_init__(self) -> None:
-        if self.max_samples_per_shard < 1:
-            raise PackError(f"max_samples_per_shard must be >= 1, got {self.max_samples_per_shard}")
-        if self.max_shard_bytes < 10_240:
-            raise PackError(f"max_shard_bytes must be >= 10240, got {self.max_shard_bytes}")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise PackError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
-        if self.workers < 0 or self.chunk_size < 1:
-            raise PackError("workers must be >= 0 and chunk_size >= 1")
+        for name, (low, high, what) in _OPTION_BOUNDS.items():
+            value = getattr(self, name)
+            if value is None and name == "max_side":
+                continue
+            if (not isinstance(value, int) or isinstance(value, bool) or value < low
+                    or (high is not None and value > high)):
+                raise PackOptionError(name, f"must be {what}, got {value!r}")
 
     def output_settings(self) -> dict[str, Any]:
         """The options that change what is written (a rerun must use the same ones)."""
         d = asdict(self)
         for k in ("workers", "chunk_size", "progress"):
             d.pop(k)
+        if d["max_image_bytes"] == DEFAULT_MAX_IMAGE_BYTES:
+            d.pop("max_image_bytes")  # so packs made before the option existed resume as before
         return d
 
 
@@ -131,62 +159,131 @@ class _Checked:
     key: str
     caption: str | None = None
     language: str | None = None
+    caption_id: str = ""  # NFC, as written
+    image_id: str = ""
     reject: tuple[str, str] | None = None
 
 
+# Characters that show nothing: controls, format characters (zero-width, bidi marks, BOM),
+# separators, combining marks, unassigned code points; plus the few letters that render blank.
+_INVISIBLE_CATEGORIES = {"Cc", "Cf", "Cs", "Cn", "Zs", "Zl", "Zp", "Mn", "Me"}
+_BLANK_LETTERS = {"\u115f", "\u1160", "\u3164", "\uffa0", "\u2800"}  # Hangul fillers, blank braille
+
+
+def has_visible_character(text: str) -> bool:
+    return any(ch not in _BLANK_LETTERS and unicodedata.category(ch) not in _INVISIBLE_CATEGORIES for ch in text)
+
+
+def _type_detail(field: str, value: Any, wanted: str) -> str:
+    return f"{field} is of type {type(value).__name__} ({value!r:.40}), not {wanted}"
+
+
 def _check_record(index: int, rec: SourceRecord, seen_keys: set[str]) -> _Checked:
-    caption_id = "" if rec.caption_id is None else str(rec.caption_id)
-    key = sample_key(caption_id) if caption_id else ""
-    c = _Checked(index, rec, key)
+    """The main-process checks of one record; whatever is wrong with it becomes its reject."""
+    c = _Checked(index, rec, "")
+    try:
+        _check_fields(c, rec, seen_keys)
+    except Exception as e:  # a record no check foresaw must still be one reject, not the end of the run
+        c.reject = ("malformed_record", f"{type(e).__name__}: {e}")
+    return c
+
+
+def _check_fields(c: _Checked, rec: SourceRecord, seen_keys: set[str]) -> None:
+    caption_id = rec.caption_id
+    if isinstance(caption_id, int) and not isinstance(caption_id, bool):
+        caption_id = str(caption_id)
+    if caption_id is not None and not isinstance(caption_id, str):
+        c.reject = ("invalid_id", _type_detail("caption id", caption_id, "a string"))
+        return
+    caption_id = normalize_id(caption_id or "")
+    c.key = key = sample_key(caption_id) if caption_id else ""
+    if rec.defect is not None:  # found by the source; the key is still taken, as by any other reject
+        if key:
+            seen_keys.add(key)
+        c.reject = (str(rec.defect[0]), str(rec.defect[1]))
+        return
     if not key:
         c.reject = ("invalid_id", "empty caption id")
-        return c
+        return
     if key in seen_keys:
         c.reject = ("duplicate_id", f"caption id {rec.caption_id!r} (shard key {key!r}) was used by an earlier record")
-        return c
+        return
     seen_keys.add(key)
+    if not isinstance(rec.image_id, (str, int)) or isinstance(rec.image_id, bool):
+        c.reject = ("invalid_id", _type_detail("image id", rec.image_id, "a string"))
+        return
     caption = rec.caption
     if isinstance(caption, (bytes, bytearray)):
         try:
             caption = bytes(caption).decode("utf-8")
         except UnicodeDecodeError as e:
             c.reject = ("invalid_utf8", str(e))
-            return c
+            return
+    if caption is not None and not isinstance(caption, str):
+        c.reject = ("invalid_caption", _type_detail("caption", caption, "text"))
+        return
     if isinstance(caption, str):
         try:
             caption.encode("utf-8")
         except UnicodeEncodeError as e:  # lone surrogates from a lenient decoder
             c.reject = ("invalid_utf8", str(e))
-            return c
+            return
         caption = caption.strip()
-    if not caption:
-        c.reject = ("empty_caption", "no caption" if rec.caption is None else "caption is empty or whitespace")
-        return c
+    if not caption or not has_visible_character(caption):
+        detail = ("no caption" if rec.caption is None else "caption is empty or whitespace" if not caption
+                  else f"caption has no visible character ({caption!r:.60})")
+        c.reject = ("empty_caption", detail)
+        return
     try:
         c.language = canonical_language(rec.language)
     except UnknownLanguage as e:
         c.reject = ("unknown_language", str(e))
-        return c
+        return
+    group = rec.translation_group
+    if group is not None and (not isinstance(group, (str, bytes, int, float)) or isinstance(group, bool)):
+        c.reject = ("invalid_group", _type_detail("translation group", group, "a string or a number"))
+        return
     if rec.image is None:
         c.reject = ("missing_image", "the source has no image for this caption")
-        return c
+        return
+    if not callable(getattr(rec.image, "read", None)):
+        c.reject = ("missing_image", _type_detail("image", rec.image, "an image reference"))
+        return
     c.caption = caption
-    return c
+    c.caption_id = caption_id
+    c.image_id = normalize_id(str(rec.image_id))
+
+
+def _read_image(image_ref, max_bytes: int):
+    try:
+        return image_ref.read(max_bytes=max_bytes)
+    except TypeError as e:  # an image reference written before `max_bytes` existed
+        if "max_bytes" not in str(e):
+            raise
+        data = image_ref.read()
+    if isinstance(data, (bytes, bytearray)) and len(data) > max_bytes:
+        raise images.ImageRejected("image_too_large", f"{len(data)} bytes > {max_bytes} (--max-image-bytes)")
+    return data
 
 
 def _encode_one(image_ref, settings: dict) -> tuple:
+    """Read and re-encode one image: ("ok", jpeg, w, h) or ("reject", reason, detail), never an exception."""
     try:
-        data = image_ref.read()
+        data = _read_image(image_ref, settings.get("max_image_bytes", DEFAULT_MAX_IMAGE_BYTES))
+    except images.ImageRejected as e:
+        return ("reject", e.reason, e.detail)
     except FileNotFoundError as e:
         return ("reject", "missing_image", str(e))
-    except OSError as e:
-        return ("reject", "unreadable_image", str(e))
+    except Exception as e:  # OSError, MemoryError, and whatever a source's own image reference raises
+        return ("reject", "unreadable_image", f"{type(e).__name__}: {e}")
     try:
         jpeg, w, h = images.reencode(
             data, max_pixels=settings["max_pixels"], max_side=settings["max_side"], quality=settings["jpeg_quality"]
         )
     except images.ImageRejected as e:
         return ("reject", e.reason, e.detail)
+    except Exception as e:  # reencode turns what it knows into ImageRejected; anything left is still one image's
+        return ("reject", "unencodable_image", f"{type(e).__name__}: {e}")
     return ("ok", jpeg, w, h)
 
 
@@ -266,6 +363,7 @@ class _RejectLog:
                 "image_id": str(rec.image_id),
                 "caption_id": str(rec.caption_id),
                 "language": rec.language if isinstance(rec.language, str) else None,
+                "stage": "pack",
                 "reason": reason,
                 "detail": detail,
             }
@@ -294,12 +392,72 @@ def _rejects_files(out: Path, split: str, with_temporary: bool = False) -> list[
     """The reject tables of one split (split names may share a prefix: "test", "test-2017")."""
     pattern = re.compile(rf"^{re.escape(split)}-(\d{{6}}|tail)\.parquet" + (r"(\.tmp-\d+)?$" if with_temporary else "$"))
     folder = _state(out) / "rejects"
-    return sorted(p for p in folder.iterdir() if pattern.match(p.name)) if folder.is_dir() else []
+    return sorted((p for p in listdir(folder) if pattern.match(p.name)), key=lambda p: p.name)
 
 
 def _write_rejects(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_parquet(path, pa.Table.from_pylist(rows, schema=REJECTS_SCHEMA))
+    makedirs(path.parent)
+    atomic_write_parquet(path, rejects_table(rows))
+
+
+SHARDS_FORMAT = "dist_train.shards/1"
+INPUT_FILES = "input_files"  # the key of a source description that fingerprints its input files
+
+
+def check_out_folder(out: Path) -> None:
+    """Refuse an --out that holds anything but a packer's output, before anything is written there:
+    packing into a preprocessed dataset or an unrelated folder would mix two datasets."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise PackError(f"--out {out} is not a folder")
+    if (out / "spm.model").exists() or (out / "_preprocess").exists():
+        raise PackError(f"--out {out} holds a preprocessed dataset (spm.model or _preprocess/): "
+                        "pack into another folder")
+    summary = out / "summary.json"
+    if summary.is_file():
+        try:
+            fmt = json.loads(summary.read_text()).get("format")
+        except (ValueError, AttributeError, OSError):
+            fmt = None
+        if fmt != SHARDS_FORMAT:
+            raise PackError(f"--out {out} holds a summary.json of format {fmt!r}, not the packer's "
+                            f"{SHARDS_FORMAT!r}: pack into another folder")
+    if not _state(out).is_dir() and any(out.iterdir()):
+        raise PackError(f"--out {out} is not empty and holds no packer state ({STATE_DIR}/): "
+                        "pack into an empty or new folder")
+
+
+def _input_changes(have: dict, wanted: dict) -> list[str]:
+    """What changed in the input files between the first run and this one; an mtime alone is no change."""
+    changes = []
+    for path, now in wanted.items():
+        then = have.get(path)
+        if then is None:
+            changes.append(f"{path} is a new input file")
+            continue
+        if then.get("size") != now.get("size"):
+            changes.append(f"{path} changed: size {then.get('size')} -> {now.get('size')} bytes")
+        elif then.get("sha256") != now.get("sha256"):
+            changes.append(f"{path} changed: sha256 {str(then.get('sha256'))[:12]}... -> "
+                           f"{str(now.get('sha256'))[:12]}...")
+        elif then.get("mtime_ns") != now.get("mtime_ns"):
+            log.info("%s has a new modification time but the same content: resuming", path)
+    changes += [f"{path} is no longer an input file" for path in have if path not in wanted]
+    return changes
+
+
+def _differences(have: Any, wanted: Any, where: str = "") -> list[str]:
+    """`a.b.c: old -> new` for each leaf that differs, so a change deep in a nested spec is named."""
+    if isinstance(have, dict) and isinstance(wanted, dict):
+        return sorted(d for k in set(have) | set(wanted)
+                      for d in _differences(have.get(k), wanted.get(k), f"{where}.{k}" if where else k))
+    return [] if have == wanted else [f"{where}: {_short(have)} -> {_short(wanted)}"]
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _check_config(out: Path, source: Source, options: PackOptions) -> None:
@@ -308,19 +466,20 @@ def _check_config(out: Path, source: Source, options: PackOptions) -> None:
     path = _state(out) / "config.json"
     if path.exists():
         have = json.loads(path.read_text())
-        if have != wanted:
-            diff = sorted(
-                f"{section}.{k}: {have.get(section, {}).get(k)!r} -> {wanted[section].get(k)!r}"
-                for section in wanted
-                for k in set(wanted[section]) | set(have.get(section, {}))
-                if have.get(section, {}).get(k) != wanted[section].get(k)
-            )
+        changes = _input_changes(have.get("source", {}).get(INPUT_FILES) or {}, wanted["source"].get(INPUT_FILES) or {})
+        if changes:
+            raise PackError(f"the input changed since {out} was started: {'; '.join(changes)}. "
+                            f"Use another --out, or delete {out} to start over.")
+        have["source"] = {k: v for k, v in have.get("source", {}).items() if k != INPUT_FILES}
+        diff = _differences({k: have.get(k) for k in wanted},
+                            {**wanted, "source": {k: v for k, v in wanted["source"].items() if k != INPUT_FILES}})
+        if diff:
             raise PackError(
                 f"{out} already holds a dataset packed from other input or with other settings "
                 f"({'; '.join(diff)}). Use another --out, or delete {out} to start over."
             )
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        makedirs(path.parent)
         atomic_write_json(path, wanted)
 
 
@@ -330,7 +489,7 @@ def _load_seen_keys(seen_keys: set[str], manifests: list[Path], reject_tables: l
     for m in manifests:
         seen_keys.update(read_manifest(m, ["key"]).column("key").to_pylist())
     for rj in reject_tables:
-        seen_keys.update(k for k in pq.read_table(rj, columns=["key"]).column("key").to_pylist() if k)
+        seen_keys.update(k for k in read_parquet(rj, columns=["key"]).column("key").to_pylist() if k)
 
 
 def _resume_point(out: Path, split: str, seen_keys: set[str]) -> tuple[int, int]:
@@ -387,13 +546,17 @@ def _pack_split(source: Source, split: str, out: Path, encoder: _Encoder, seen_k
                 continue
             _, jpeg, width, height = result
             rec = c.record
-            sample = Sample(
-                key=c.key, image=jpeg, caption=c.caption, language=c.language, image_id=str(rec.image_id),
-                caption_id=str(rec.caption_id), source=source.name, split=split, width=width, height=height,
-                provenance=rec.provenance, meta=rec.meta,
-                translation_group=group_string(rec.translation_group),
-            )
-            record = sample.to_wds()
+            try:
+                sample = Sample(
+                    key=c.key, image=jpeg, caption=c.caption, language=c.language, image_id=c.image_id,
+                    caption_id=c.caption_id, source=source.name, split=split, width=width, height=height,
+                    provenance=rec.provenance, meta=rec.meta,
+                    translation_group=group_string(rec.translation_group),
+                )
+                record = sample.to_wds()
+            except Exception as e:  # metadata that is not JSON, a provenance of the wrong type, ...
+                rejects.add(c, "malformed_record", f"{type(e).__name__}: {e}")
+                continue
             size = sample_tar_bytes(record)
             if writer is not None and (
                 len(writer) >= options.max_samples_per_shard
@@ -417,7 +580,7 @@ def _pack_split(source: Source, split: str, out: Path, encoder: _Encoder, seen_k
         raise
     finally:
         bar.close()
-    done_path.parent.mkdir(parents=True, exist_ok=True)
+    makedirs(done_path.parent)
     # Input problems that belong to no record (a corrupt input tar) are kept with the split, so a
     # rerun that skips the split still reports them.
     errors = [{"reason": r, "detail": d} for r, d in source.source_errors()[errors_before:]]
@@ -434,11 +597,12 @@ def _commit(out: Path, split: str, index: int, writer: ShardWriter, start: int, 
 def pack(source: Source, out: str | Path, options: PackOptions | None = None) -> dict[str, Any]:
     """Pack every split of `source` into `out`; resumes an interrupted run. Returns the summary."""
     options = options or PackOptions()
-    out = Path(out)
+    out = location(out)
     splits = source.splits()
     for s in splits:
         check_split_name(s)
-    out.mkdir(parents=True, exist_ok=True)
+    check_out_folder(out)
+    makedirs(out)
     _check_config(out, source, options)
     seen_keys: set[str] = set()
     with _Encoder(options) as encoder:
@@ -446,11 +610,12 @@ def pack(source: Source, out: str | Path, options: PackOptions | None = None) ->
             _pack_split(source, split, out, encoder, seen_keys)
     summary = summarize(out, splits, source)
     atomic_write_json(out / "summary.json", summary)
+    finish_dataset(out, summary, "dist-train pack")  # sizes.json, <split>.parquet and the dataset card
     return summary
 
 
 def _read_rejects(out: Path, splits: list[str]) -> pa.Table:
-    tables = [pq.read_table(p) for s in splits for p in _rejects_files(out, s)]
+    tables = [rejects_table(read_parquet(p)) for s in splits for p in _rejects_files(out, s)]
     if not tables:
         return REJECTS_SCHEMA.empty_table()
     return pa.concat_tables(tables).sort_by([("split", "ascending"), ("input_index", "ascending")])
@@ -497,7 +662,7 @@ def summarize(out: Path, splits: list[str], source: Source) -> dict[str, Any]:
     totals["languages"] = dict(sorted(totals["languages"].items()))
     totals["rejects"] = dict(sorted(totals["rejects"].items()))
     return {
-        "format": "dist_train.shards/1",
+        "format": SHARDS_FORMAT,
         "source": source.describe(),
         "options": json.loads((_state(out) / "config.json").read_text())["options"],
         "splits": per_split,
@@ -516,7 +681,7 @@ def summary_table(summary: dict[str, Any], out: Path) -> str:
         lines.append(f"{split:<10}{s['shards']:>7}{s['read']:>9}{s['written']:>9}{s['rejected']:>9}  {langs}")
     if t["rejects"]:
         lines.append("rejects: " + ", ".join(f"{k}: {v}" for k, v in t["rejects"].items())
-                     + f"  (every one in {Path(out) / 'rejects.parquet'})")
+                     + f"  (every one in {location(out) / 'rejects.parquet'})")
     for e in summary.get("source_errors", []):
         lines.append(f"input problem in {e.get('split')}: {e['reason']}: {e['detail']}")
     return "\n".join(lines)

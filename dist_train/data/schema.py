@@ -7,7 +7,7 @@ A sample is one caption of one image. In a shard it is a group of tar members sh
     <key>.json   everything else (see `Sample`), UTF-8 JSON
 
 Keys hold only ``[A-Za-z0-9_-]``: readers such as Ray's and webdataset's split a member name
-into key and field at the first dot. Later stages add members of their own (tokens, image
+into key and field at the first dot (`sample_key` says how an id becomes one). Later stages add members of their own (tokens, image
 features) under the same key; the three above are always present.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -122,16 +123,25 @@ class Sample:
         )
 
 
-def sample_key(caption_id: str) -> str:
-    """A shard key for a caption id: unsafe characters become `_`; over-long ids keep a hash suffix.
+def normalize_id(value: str) -> str:
+    """Ids in Unicode NFC, so that one id typed as composed or decomposed characters is one id."""
+    return unicodedata.normalize("NFC", value)
 
-    Two ids can map to one key ("a.b" and "a_b"); the packer rejects the second as a duplicate.
+
+def sample_key(caption_id: str) -> str:
+    """A shard key for a caption id (of NFC form; see `normalize_id`).
+
+    An id of safe characters is its own key (over 100 characters: cut, with a hash suffix after
+    `_`). Any other id becomes its safe characters, unsafe ones as `_`, then `-` and 12 hex digits
+    of the SHA-1 of the id, so that distinct ids ("猫", "犬"; "a.b", "a_b") keep distinct keys.
     """
-    key = _KEY_UNSAFE.sub("_", caption_id)
-    if len(key) > MAX_KEY_LENGTH:
+    if not _KEY_UNSAFE.search(caption_id):
+        if len(caption_id) <= MAX_KEY_LENGTH:
+            return caption_id
         digest = hashlib.sha1(caption_id.encode("utf-8")).hexdigest()[:16]
-        key = f"{key[: MAX_KEY_LENGTH - 17]}_{digest}"
-    return key
+        return f"{caption_id[: MAX_KEY_LENGTH - 17]}_{digest}"
+    digest = hashlib.sha1(caption_id.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{_KEY_UNSAFE.sub('_', caption_id)[: MAX_KEY_LENGTH - 13]}-{digest}"
 
 
 _SPLIT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")

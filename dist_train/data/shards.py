@@ -10,14 +10,15 @@ Layout of a dataset directory (the packer's and the preprocessing stage's output
 A shard counts as finished only when its manifest exists: the tar is written under a temporary
 name, flushed, fsynced and renamed, and only then is the manifest written the same way. A crash at
 any point leaves either a finished shard or files that `list_finished_shards` ignores and the
-writer cleans up.
+writer cleans up. DIR may be a URL (s3://bucket/x, see `dist_train.storage`): there a shard is
+uploaded under its final key, which shows it only once complete, and the manifest still comes last.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +26,8 @@ from typing import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import webdataset as wds
-from webdataset import tariterators
+
+from dist_train.storage import AtomicFile, is_remote, listdir, location, makedirs, write_bytes
 
 from .schema import Sample
 
@@ -45,8 +46,35 @@ MANIFEST_SCHEMA = pa.schema(
         ("input_index", pa.int64()),  # position of the record in its split's input stream
     ]
 )
+# rejects.parquet, the same columns wherever records are rejected: `stage` says which step did it ("pack",
+# or a preprocessing stage), `shard` the input shard it came from (preprocessing).
+REJECTS_SCHEMA = pa.schema(
+    [
+        ("split", pa.string()),
+        ("input_index", pa.int64()),
+        ("key", pa.string()),
+        ("image_id", pa.string()),
+        ("caption_id", pa.string()),
+        ("language", pa.string()),
+        ("stage", pa.string()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+        ("shard", pa.string()),
+    ]
+)
+
+
+def rejects_table(table: pa.Table | list[dict]) -> pa.Table:
+    """Rows, or a reject table written before a column existed, in REJECTS_SCHEMA (missing columns are null)."""
+    if isinstance(table, list):
+        return pa.Table.from_pylist(table, schema=REJECTS_SCHEMA)
+    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+               for f in REJECTS_SCHEMA]
+    return pa.Table.from_arrays(columns, schema=REJECTS_SCHEMA)
+
+
 SHARD_INFO_KEY = b"dist_train.shard"
-TMP_MARK = ".tmp-"
+TMP_MARK = AtomicFile.TMP_MARK
 _TAR_BLOCK = 512
 _SHARD_RE = re.compile(r"^(?P<split>[a-z0-9][a-z0-9_-]*)-(?P<index>\d{6})\.tar$")
 
@@ -56,11 +84,11 @@ def shard_stem(split: str, index: int) -> str:
 
 
 def tar_path(root: Path, split: str, index: int) -> Path:
-    return Path(root) / split / f"{shard_stem(split, index)}.tar"
+    return location(root) / split / f"{shard_stem(split, index)}.tar"
 
 
 def manifest_path(tar: Path) -> Path:
-    return Path(tar).with_suffix(".parquet")
+    return location(tar).with_suffix(".parquet")
 
 
 def tar_member_bytes(size: int) -> int:
@@ -95,41 +123,56 @@ class ShardInfo:
         return json.dumps(self.__dict__, sort_keys=True).encode()
 
 
+def _arrow_source(path: Path):
+    """What pyarrow reads from: the path itself when local, an open file for a URL."""
+    path = location(path)
+    return path.open("rb") if is_remote(path) else str(path)
+
+
 def read_shard_info(manifest: Path) -> ShardInfo:
-    md = pq.read_schema(manifest).metadata or {}
+    md = pq.read_schema(_arrow_source(manifest)).metadata or {}
     if SHARD_INFO_KEY not in md:
         raise ValueError(f"{manifest} is not a dist_train shard manifest (no shard metadata)")
     return ShardInfo(**json.loads(md[SHARD_INFO_KEY]))
 
 
+def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """A Parquet file, local or in object storage."""
+    return pq.read_table(_arrow_source(path), columns=columns)
+
+
 def read_manifest(manifest: Path, columns: list[str] | None = None) -> pa.Table:
-    return pq.read_table(manifest, columns=columns)
+    return read_parquet(manifest, columns)
 
 
 def split_names(root: Path) -> list[str]:
     """Splits present in a dataset directory: its folders that hold shards."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")) and any(p.glob("*.tar")))
+    root = location(root)
+    return sorted(p.name for p in listdir(root) if not p.name.startswith(("_", ".")) and p.is_dir()
+                  and any(_SHARD_RE.match(q.name) for q in listdir(p)))
 
 
 def list_shards(root: Path, split: str) -> list[Path]:
     """Tar files of a split in index order (finished or not; see `list_finished_shards`)."""
-    folder = Path(root) / split
-    if not folder.is_dir():
-        return []
+    return [t for t, _ in _list_split_folder(root, split)]
+
+
+def _list_split_folder(root: Path, split: str) -> list[tuple[Path, bool]]:
+    """(tar, has its manifest) for the tars of a split in index order, from one listing of the folder
+    (one request in object storage, not one per shard)."""
+    entries = listdir(location(root) / split)
+    names = {p.name for p in entries}
     shards = []
-    for p in folder.iterdir():
+    for p in entries:
         m = _SHARD_RE.match(p.name)
         if m and m["split"] == split:
-            shards.append(p)
-    return sorted(shards)
+            shards.append((p, p.name[: -len(".tar")] + ".parquet" in names))
+    return sorted(shards, key=lambda item: item[0].name)
 
 
 def list_finished_shards(root: Path, split: str) -> list[Path]:
     """Tars of a split that have their manifest, i.e. were completely written."""
-    return [t for t in list_shards(root, split) if manifest_path(t).is_file()]
+    return [t for t, finished in _list_split_folder(root, split) if finished]
 
 
 class _HashingWriter:
@@ -149,28 +192,9 @@ class _HashingWriter:
         self._f.flush()
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    """Write a file (or object) that appears complete or not at all (`dist_train.storage.AtomicFile`)."""
+    write_bytes(location(path), data)
 
 
 def atomic_write_json(path: Path, obj) -> None:
@@ -178,13 +202,9 @@ def atomic_write_json(path: Path, obj) -> None:
 
 
 def atomic_write_parquet(path: Path, table: pa.Table) -> None:
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
-    pq.write_table(table, tmp)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 class ShardWriter:
@@ -192,10 +212,11 @@ class ShardWriter:
 
     def __init__(self, root: Path, split: str, index: int):
         self.tar = tar_path(root, split, index)
-        self.tar.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.tar.with_name(f"{self.tar.name}{TMP_MARK}{os.getpid()}")
-        self._file = open(self._tmp, "wb")
+        makedirs(self.tar.parent)
+        self._file = AtomicFile(self.tar)
         self._hashing = _HashingWriter(self._file)
+        import webdataset as wds  # here: webdataset imports torch, which `dist-train --help` need not wait for
+
         # mtime fixed and no encoder: the same samples always give the same bytes.
         self._writer = wds.TarWriter(self._hashing, encoder=False, mtime=0, compress=False)
         self._rows: list[dict] = []
@@ -226,10 +247,7 @@ class ShardWriter:
 
     def commit(self, input_start: int, input_end: int, rejected: int) -> ShardInfo:
         self._writer.close()  # writes the end-of-archive blocks into our stream, leaves the file open
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self._tmp, self.tar)
+        self._file.commit()
         info = ShardInfo(
             name=self.tar.name,
             num_samples=len(self._rows),
@@ -248,21 +266,18 @@ class ShardWriter:
         """Drop the unfinished shard (after an error): close everything, delete the temporary file."""
         try:
             self._writer.close()
-            self._file.close()
         finally:
-            self._tmp.unlink(missing_ok=True)
+            self._file.abort()
 
 
 def remove_stale_files(folder: Path, keep: Iterable[Path]) -> list[Path]:
     """Delete temporary files and shards not in `keep` (left by a crashed run); returns what was removed."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
+    folder = location(folder)
     keep_names = set()
     for t in keep:
-        keep_names.update({Path(t).name, manifest_path(t).name})
+        keep_names.update({location(t).name, manifest_path(t).name})
     removed = []
-    for p in sorted(folder.iterdir()):
+    for p in sorted(listdir(folder), key=lambda p: p.name):
         is_tmp = TMP_MARK in p.name
         is_shard_file = _SHARD_RE.match(p.name) or (p.suffix == ".parquet" and _SHARD_RE.match(p.with_suffix(".tar").name))
         if is_tmp or (is_shard_file and p.name not in keep_names):
@@ -274,7 +289,9 @@ def remove_stale_files(folder: Path, keep: Iterable[Path]) -> list[Path]:
 def iter_shard(tar: Path) -> Iterator[dict]:
     """Raw samples of one shard in order ({"__key__", "jpg", "txt", "json", ...} as bytes), read with
     webdataset's own tar iterator. Errors (a truncated or corrupt tar) are raised, not skipped."""
-    tar = Path(tar)
-    with open(tar, "rb") as f:
+    from webdataset import tariterators
+
+    tar = location(tar)
+    with tar.open("rb") as f:
         files = ({**item, "__url__": str(tar)} for item in tariterators.tar_file_iterator(f))
         yield from tariterators.group_by_keys(files)

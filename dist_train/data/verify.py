@@ -8,10 +8,14 @@ import hashlib
 import io
 import json
 import multiprocessing
+import tarfile
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
+
+from dist_train.storage import listdir, location
 
 from .shards import (
     TMP_MARK,
@@ -40,7 +44,7 @@ class ShardReport:
 
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with location(path).open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -50,7 +54,7 @@ def verify_shard(tar: str | Path, decode_images: bool = False) -> ShardReport:
     """Check one shard against its manifest: bytes, order and content of every sample."""
     from PIL import Image  # imported here: this runs in worker processes
 
-    tar = Path(tar)
+    tar = location(tar)
     report = ShardReport(str(tar))
     problems = report.problems
     manifest = manifest_path(tar)
@@ -133,7 +137,7 @@ class DatasetReport:
 
 def shard_paths(root: Path) -> list[Path]:
     """All shards of a dataset directory, or the one shard if `root` is a tar."""
-    root = Path(root)
+    root = location(root)
     if root.is_file():
         return [root]
     return [t for split in split_names(root) for t in list_shards(root, split)]
@@ -141,7 +145,7 @@ def shard_paths(root: Path) -> list[Path]:
 
 def verify_dataset(root: str | Path, decode_images: bool = False, workers: int = 1,
                    progress: bool = True) -> DatasetReport:
-    root = Path(root)
+    root = location(root)
     report = DatasetReport(str(root))
     if not root.exists():
         report.problems.append(f"{root} does not exist")
@@ -150,8 +154,9 @@ def verify_dataset(root: str | Path, decode_images: bool = False, workers: int =
     if not tars:
         report.problems.append(f"no shards under {root}")
     if root.is_dir():
-        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
-            for p in sorted(folder.iterdir()):
+        folders = [p for p in listdir(root) if not p.name.startswith(("_", ".")) and p.is_dir()]
+        for folder in sorted(folders, key=lambda p: p.name):
+            for p in sorted(listdir(folder), key=lambda p: p.name):
                 if TMP_MARK in p.name:
                     report.problems.append(f"{p}: temporary file of an interrupted write")
                 elif p.suffix == ".parquet" and not p.with_suffix(".tar").exists():
@@ -172,7 +177,7 @@ def verify_dataset(root: str | Path, decode_images: bool = False, workers: int =
     if root.is_dir() and summary_path.exists() and all(s.ok for s in report.shards):
         summary = json.loads(summary_path.read_text())
         for split, s in summary.get("splits", {}).items():
-            shards = [r for r in report.shards if Path(r.path).parent.name == split]
+            shards = [r for r in report.shards if location(r.path).parent.name == split]
             counts: collections.Counter = collections.Counter()
             for r in shards:
                 counts.update(r.languages)
@@ -187,10 +192,73 @@ def verify_dataset(root: str | Path, decode_images: bool = False, workers: int =
     return report
 
 
+# Kept as they are though Unicode calls them format characters: joiners that Devanagari, Arabic-script
+# and emoji text needs. Every other format character (the bidi embeddings, overrides and isolates among
+# them) is shown escaped.
+_KEPT_FORMAT = {"\u200c", "\u200d"}
+
+
+def printable(text: str) -> str:
+    """`text` safe to print on a terminal: control characters (ESC of an ANSI sequence such as
+    "\x1b[2J", CR, newlines, C1 controls), bidi overrides such as U+202E, other invisible format
+    characters, line and paragraph separators and lone surrogates become escapes (\x1b, \r, \u202e),
+    so that a caption or metadata value cannot move the cursor, clear the screen or reorder what follows."""
+    out = []
+    for ch in text:
+        category = unicodedata.category(ch)
+        if category in ("Cc", "Cs", "Zl", "Zp") or (category == "Cf" and ch not in _KEPT_FORMAT):
+            code = ord(ch)
+            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch) or (
+                f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _count_tar_samples(tar: Path) -> tuple[int, str | None]:
+    """Distinct sample keys in a tar from its headers alone (data is skipped), and the error that ended
+    the reading early, if one did."""
+    keys: set[str] = set()
+    try:
+        with tar.open("rb") as stream, tarfile.open(fileobj=stream, mode="r:") as archive:
+            for member in archive:
+                if member.isfile():
+                    keys.add(member.name.split("/")[-1].split(".", 1)[0])
+    except (tarfile.TarError, OSError, EOFError) as e:
+        return len(keys), f"{type(e).__name__}: {' '.join(str(e).split())}"
+    return len(keys), None
+
+
+def manifest_warnings(tar: Path) -> list[str]:
+    """How a shard disagrees with its manifest, as far as the manifest's own record tells without hashing:
+    the tar's size (and, when that differs, its sample count), the rows against the recorded count."""
+    tar = location(tar)
+    manifest = manifest_path(tar)
+    if not manifest.is_file():
+        return [f"{tar}: no manifest (an unfinished shard): not counted"]
+    try:
+        info = read_shard_info(manifest)
+        rows = read_manifest(manifest, columns=["key"]).num_rows
+    except Exception as e:
+        return [f"{manifest}: unreadable manifest ({type(e).__name__}: {' '.join(str(e).split())})"]
+    problems = []
+    size = tar.stat().st_size
+    if size != info.tar_bytes:
+        found, error = _count_tar_samples(tar)
+        problems.append(f"tar is {size} bytes and holds {found} sample(s){' readable' if error else ''}, its "
+                        f"manifest says {info.tar_bytes} bytes and {info.num_samples} samples (truncated or replaced)")
+    if rows != info.num_samples:
+        problems.append(f"manifest has {rows} rows but records {info.num_samples} samples")
+    if problems:
+        return [f"{tar}: {'; '.join(problems)}; check it with dist-train shards verify"]
+    return []
+
+
 def dataset_stats(root: str | Path) -> dict:
-    """Counts per split and language, caption lengths and image sizes, from the manifests alone."""
-    root = Path(root)
-    out: dict = {"root": str(root), "splits": {}}
+    """Counts per split and language, caption lengths and image sizes, from the manifests alone; and a
+    `warnings` line per shard whose tar disagrees with its manifest (size, sample count) or has none."""
+    root = location(root)
+    out: dict = {"root": str(root), "splits": {}, "warnings": []}
     for split in split_names(root):
         langs: collections.Counter = collections.Counter()
         origins: collections.Counter = collections.Counter()
@@ -198,10 +266,14 @@ def dataset_stats(root: str | Path) -> dict:
         widths, heights = [], []
         tars = list_shards(root, split)
         for tar in tars:
+            out["warnings"] += manifest_warnings(tar)
             m = manifest_path(tar)
             if not m.exists():
                 continue
-            t = read_manifest(m).to_pydict()
+            try:
+                t = read_manifest(m).to_pydict()
+            except Exception:  # named in the warnings
+                continue
             langs.update(t["language"])
             origins.update(t["origin"])
             caption_total += len(t["key"])

@@ -217,10 +217,14 @@ def init_distributed(backend: str | None = None, *, env: DistEnv | None = None, 
     """Join the process group described by the launcher's variables; no-op for one process.
 
     The torch ``env://`` variables are filled in (never overwritten) so that libraries that read them
-    later, DeepSpeed among them, see the same layout under SLURM or MPI as under torchrun.
+    later, DeepSpeed among them, see the same layout under SLURM or MPI as under torchrun. A
+    rendezvous on a loopback address means every rank runs on this machine: rank 0's store then
+    listens on 127.0.0.1 only and gloo/NCCL use `lo` (torch would listen on every interface).
     """
     import torch
     import torch.distributed as dist
+
+    from dist_train.distributed.loopback import is_loopback, keep_sockets_on_loopback, tcp_store
 
     env = env or detect_env()
     if not env.is_distributed or dist.is_initialized():
@@ -230,11 +234,21 @@ def init_distributed(backend: str | None = None, *, env: DistEnv | None = None, 
     backend = backend or default_backend()
     if backend == "nccl":
         torch.cuda.set_device(env.local_rank)
+    timeout = timedelta(seconds=timeout_s)
+    agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"  # torchrun's agent serves the store
+    if is_loopback(env.master_addr):
+        keep_sockets_on_loopback()
+    if is_loopback(env.master_addr) and not agent_store:
+        store = tcp_store(env.master_addr, env.master_port, world_size=env.world_size, is_master=env.rank == 0,
+                          timeout=timeout)
+        dist.init_process_group(backend=backend, store=store, rank=env.rank, world_size=env.world_size,
+                                timeout=timeout)
+        return env
     dist.init_process_group(
         backend=backend,
         init_method=f"tcp://{env.master_addr}:{env.master_port}",
         rank=env.rank,
         world_size=env.world_size,
-        timeout=timedelta(seconds=timeout_s),
+        timeout=timeout,
     )
     return env

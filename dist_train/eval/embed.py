@@ -37,7 +37,7 @@ def read_split_captions(root: str | Path, split: str, group_of: Callable[[dict],
     if group_of is None:
         from dist_train.train.data import caption_group as group_of  # noqa: N813
     out = SplitCaptions([], [], [], [], [], [])
-    tars = list_finished_shards(Path(root), split)
+    tars = list_finished_shards(root, split)
     if not tars:
         raise FileNotFoundError(f"no finished shards for split {split!r} under {root}")
     for tar in tars:
@@ -97,7 +97,7 @@ def _one_per_image(root: str | Path, split: str, image_ids: list[str], what: str
     """`read(tar, raw)` of the first sample of each image in `image_ids`, in that order."""
     wanted = {image_id: i for i, image_id in enumerate(image_ids)}
     found: list[Any] = [None] * len(image_ids)
-    for tar in list_finished_shards(Path(root), split):
+    for tar in list_finished_shards(root, split):
         for raw in iter_shard(tar):
             i = wanted.get(json.loads(raw["json"])["image_id"])
             if i is not None and found[i] is None:

@@ -47,6 +47,7 @@ from dist_train.eval.retrieval import (DEFAULT_CHUNK_SIZE, best_positive_rank, b
                                        normalised, query_chunks, sentence_translation)
 from dist_train.eval.word_translation import WordTable, ground_truth_pairs
 from dist_train.eval.word_translation import word_translation as word_translation_report
+from dist_train.storage import location
 from dist_train.train.export import load_model
 
 log = logging.getLogger(__name__)
@@ -378,7 +379,7 @@ def _split_slots(captions: SplitCaptions) -> set[str]:
 def evaluate(checkpoint: str | Path, shards: str | Path, out: str | Path, split: str = "test",
              batch_size: int = 128, human_languages: list[str] | None = None, word_translation: bool = True,
              csls: bool = False, word_representation: str = "input", word_alignment: str = "generalized",
-             clc: bool = True, clc_train_split: str = "val") -> dict[str, Any]:
+             clc: bool = True, clc_train_split: str = "val", progress: bool = False) -> dict[str, Any]:
     """Every metric of the model at `checkpoint` on `split` of the preprocessed dataset `shards`.
 
     Word translation reads the model's *input word embeddings* by default
@@ -394,32 +395,42 @@ def evaluate(checkpoint: str | Path, shards: str | Path, out: str | Path, split:
         raise ValueError(f"word_representation must be one of {WORD_REPRESENTATIONS}, got {word_representation!r}")
     if word_alignment not in WORD_ALIGNMENTS:
         raise ValueError(f"word_alignment must be one of {WORD_ALIGNMENTS}, got {word_alignment!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"--batch-size {batch_size}: must be a positive number of sentences or images")
     from dist_train.train.data import check_translation_groups
 
-    root, out = Path(shards), Path(out)
+    root, out = location(shards), Path(out)
+    steps = _Steps(progress, 6 + bool(word_translation))
+    steps.begin(f"reading the {split} captions")
     captions = read_split_captions(root, split)
     # before the model is loaded: a split without translations is a config error, not a metric of 0 queries
     check_translation_groups(root, split, groups=captions.groups, languages=captions.languages)
+    steps.begin("loading the model")
     model, config = load_model(checkpoint)
+    check_vocabulary(config, root, checkpoint)
     mc = config["model_config"]
     vocab = type("V", (), {"bos_id": mc["bos_id"], "eos_id": mc["eos_id"], "pad_id": mc["pad_id"]})
     max_tokens = config.get("data", {}).get("max_tokens", mc.get("max_length", 64))
     image_size = config.get("data", {}).get("image_size", 224)
 
     with torch.no_grad():
+        steps.begin(f"sentence translation ({len(captions.keys)} sentences)")
         text_text = embed_tokens(lambda t: model.encode_text(t)["text_text"], captions.tokens, vocab, max_tokens,
                                  batch_size)
         metrics: dict[str, Any] = translation_metrics(text_text, captions)
         scripts = _scripts_by_language(captions)
         # the same question asked of one target language at a time: blind to grouping by language
+        steps.begin("bitext retrieval per language pair")
         metrics["bitext_retrieval"] = bitext_retrieval(text_text, captions.groups, captions.languages).to_metrics()
         metrics["bitext_retrieval"]["disjoint_script_pairs"] = _disjoint_average(
             metrics["bitext_retrieval"]["by_language_pair"], scripts)
         if metrics["bitext_retrieval"]["accuracy"]["value"] is None:
             metrics["bitext_retrieval"]["skipped"] = "no caption of the split has a translation in another language"
         if word_translation:
+            steps.begin(f"word translation ({word_alignment} Procrustes over {len(set(captions.languages))} languages)")
             metrics["word_translation"] = _word_translation_section(
                 model, mc, captions, max_tokens, batch_size, csls, word_representation, word_alignment)
+        steps.begin("image-text recall")
         if getattr(model, "has_images", False):
             image_ids = sorted(set(captions.image_ids))
             index = {image_id: i for i, image_id in enumerate(image_ids)}
@@ -443,6 +454,7 @@ def evaluate(checkpoint: str | Path, shards: str | Path, out: str | Path, split:
                     max_tokens, image_size, batch_size)
         else:
             metrics["cross_modal"] = {"skipped": "the model has no image network (text-only)"}
+    steps.begin("writing the report")
     out.mkdir(parents=True, exist_ok=True)
     pairs = metrics["sentence_translation"]["by_language_pair"]
     heatmap = save_pair_heatmap(pairs["value"], pairs["languages"], out / "sentence_translation_pairs.png",
@@ -464,7 +476,58 @@ def evaluate(checkpoint: str | Path, shards: str | Path, out: str | Path, split:
     report_metrics = {k: v for k, v in metrics.items() if k != "meta"}
     write_markdown_report(report_metrics, out / "report.md", title=f"Evaluation of {checkpoint}", images=images_of)
     write_tensorboard(report_metrics, {k: out / v for k, v in images_of.items()}, out / "tb", step=_step_of(checkpoint))
+    steps.close()
     return metrics
+
+
+class _Steps:
+    """The evaluation's steps as one progress bar (and a log line each): some take minutes on large splits."""
+
+    def __init__(self, enabled: bool, total: int):
+        from tqdm import tqdm
+
+        # a bar on a terminal (tqdm's disable=None), a log line per step wherever the log goes
+        self.bar = tqdm(total=total, desc="eval", unit="step", disable=None if enabled else True, dynamic_ncols=True,
+                        bar_format="{desc}: {n_fmt}/{total_fmt} [{elapsed}] {postfix}")
+        self.started = False
+
+    def begin(self, what: str) -> None:
+        if self.started:
+            self.bar.update(1)
+        self.started = True
+        self.bar.set_postfix_str(what)
+        log.info("eval step %d/%d: %s", self.bar.n + 1, self.bar.total, what)
+
+    def close(self) -> None:
+        if self.started:
+            self.bar.update(1)
+        self.bar.close()
+
+
+def check_vocabulary(config: Mapping[str, Any], root: Path, checkpoint: str | Path) -> None:
+    """The dataset's token ids mean what they meant in training: its spm.model is the one the model was
+    trained with (the sha256 an export records), or, for a model without that record, has as many pieces
+    as the model's vocabulary. A ConfigError naming both otherwise (ids of another vocabulary give
+    figures, but meaningless ones)."""
+    from dist_train.config import ConfigError
+    from dist_train.train.engine import vocab_sha256
+
+    spm = location(root) / "spm.model"
+    if not spm.is_file():
+        return
+    found, trained = vocab_sha256(spm), config.get("vocab_sha256")
+    expected = config.get("model_config", {}).get("vocab_size")
+    from dist_train.preprocess.vocab import vocab_size_of
+
+    pieces = vocab_size_of(spm.read_bytes())
+    if trained and trained != found:
+        raise ConfigError(f"--shards {root}: its vocabulary {spm} (sha256 {found[:12]}, {pieces} pieces) is not the "
+                          f"one {checkpoint} was trained with (sha256 {trained[:12]}"
+                          f"{f', {expected} pieces' if expected else ''}); evaluate on a dataset tokenized with "
+                          "that vocabulary (dist-train preprocess vocab.model=EXPORT/spm.model)")
+    if not trained and expected is not None and expected != pieces:
+        raise ConfigError(f"--shards {root}: its vocabulary {spm} has {pieces} pieces and {checkpoint} was trained "
+                          f"with {expected}; evaluate on a dataset tokenized with the model's vocabulary")
 
 
 def _step_of(checkpoint: str | Path) -> int:

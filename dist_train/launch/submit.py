@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from dist_train.config import ConfigError, load_config
-from dist_train.launch.executor import SlurmOptions, make_executor, sbatch_script
+from dist_train.config import ConfigError, find_config, load_config, to_dict
+from dist_train.launch.executor import SlurmOptions, check_text, make_executor, sbatch_script, validate_options
 from dist_train.launch.sweep import point_name, sweep_points
+from dist_train.storage import location
 from dist_train.train.config import TrainConfig
 from dist_train.train.main import load_train_config
 
@@ -38,12 +39,45 @@ class Launch:
     job_dir: Path
 
 
+def check_inputs(config: Path | None, overrides: list[str], job_dir: Path | None, **paths: Path | None) -> None:
+    """Every path and override of a launch on one line: they reach the sbatch script (the job folder), the
+    job's command line or its pickled arguments. Checked before anything is loaded, made or queued."""
+    check_text("--config", config or "")
+    check_text("--job-dir", job_dir or "")
+    for option, path in paths.items():
+        check_text(option, path or "")
+    for item in overrides:
+        check_text(item.partition("=")[0] if "=" in item else "KEY=VALUE", item)
+
+
+def check_config_values(cfg: Any, where: str) -> None:
+    """Every text value of a loaded config (the config file's and the overrides') on one line, named by key."""
+    def walk(value: Any, key: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{key}.{k}" if key else str(k))
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(v, f"{key}[{i}]")
+        elif isinstance(value, str):
+            check_text(f"{where}: config key {key}", value)
+
+    walk(to_dict(cfg), "")
+
+
 def plan_train_runs(config: Path | None, overrides: list[str], sweep: list[str], sweep_file: Path | None) -> list[Run]:
     """The runs of a launch, each config loaded and validated; a sweep puts each point in out_dir/<point>."""
+    for item in sweep:
+        check_text("--sweep", item)
+    check_text("--sweep-file", sweep_file or "")
     points = sweep_points(sweep, sweep_file)
+    for point in points:  # the --sweep items are checked above: anything else came from the file
+        for item in point:
+            check_text(f"--sweep-file {sweep_file}", item)
     if load_config(TrainConfig, config, overrides).out_dir is None:  # launch names the run after its config
         overrides = [*overrides, f"out_dir=runs/{Path(config).stem if config else 'run'}"]
     base = load_train_config(str(config) if config else None, overrides)
+    check_config_values(base, str(config) if config else "config")
     base_out = Path(base.out_dir).resolve()
     if points == [[]]:
         return [Run([*overrides, f"out_dir={base_out}"], base_out)]
@@ -67,18 +101,22 @@ def default_job_dir(runs: list[Run]) -> Path:
 
 def launch_train(config: Path | None, overrides: list[str], opts: SlurmOptions, *, sweep: list[str] = (),
                  sweep_file: Path | None = None, job_dir: Path | None = None, local: bool = False,
-                 dry_run: bool = False, out: TextIO = sys.stdout) -> Launch | None:
+                 dry_run: bool = False, out: TextIO | None = None) -> Launch | None:
     """Submit `dist-train train` (one job, or a job array over a sweep); None for a dry run."""
+    out = out or sys.stdout  # looked up per call: a default bound at import outlives a redirected stdout
     from dist_train.cli import ensure_training_data
     from dist_train.launch.job import TrainJob
 
+    validate_options(opts)
+    check_inputs(config, list(overrides), job_dir)
     runs = plan_train_runs(config, list(overrides), list(sweep), sweep_file)
     job_dir = Path(job_dir).resolve() if job_dir else default_job_dir(runs)
+    check_text("--job-dir", job_dir)  # the default one is made of out_dir and the working folder
     if dry_run:
         out.write(sbatch_script(opts, job_dir, array_size=len(runs) if runs[0].point else None))
         out.write("\n")
         return None
-    config_path = str(Path(config).resolve()) if config else None
+    config_path = str(find_config(config).resolve()) if config else None
     prepared = set()
     for run in runs:
         cfg = load_train_config(config_path, run.overrides)
@@ -99,26 +137,34 @@ def launch_train(config: Path | None, overrides: list[str], opts: SlurmOptions, 
 
 def launch_preprocess(input_dir: Path, out_dir: Path, config: Path | None, overrides: list[str], opts: SlurmOptions,
                       *, job_dir: Path | None = None, local: bool = False, dry_run: bool = False,
-                      out: TextIO = sys.stdout) -> Launch | None:
+                      out: TextIO | None = None) -> Launch | None:
     """Submit `dist-train preprocess` as a one-node job (Ray runs inside the allocation); None for a dry run."""
+    out = out or sys.stdout  # looked up per call: a default bound at import outlives a redirected stdout
     from dist_train.launch.job import PreprocessJob
     from dist_train.preprocess.config import PreprocessConfig, validate
 
+    validate_options(opts)
+    check_inputs(config, list(overrides), job_dir, **{"--in": input_dir, "--out": out_dir})
     if opts.nodes != 1 or opts.ntasks_per_node() != 1:
         raise ValueError(f"--target preprocess runs one task on one node (got --nodes {opts.nodes}, "
                          f"{opts.ntasks_per_node()} task(s) per node); for a Ray cluster over several nodes "
                          "submit cluster/ray/preprocess.sbatch")
-    load_config(PreprocessConfig, config, overrides, validate)  # a bad key fails before anything is queued
-    input_dir, out_dir = Path(input_dir).resolve(), Path(out_dir).resolve()
+    # a bad key fails before anything is queued
+    check_config_values(load_config(PreprocessConfig, config, overrides, validate), str(config) if config else "config")
+    # local folders as absolute paths (the job runs elsewhere); URLs (s3://...) as they are
+    input_dir, out_dir = (d.resolve() if isinstance(d, Path) else d for d in (location(input_dir), location(out_dir)))
     if not input_dir.is_dir():
         raise FileNotFoundError(f"--in: no such folder: {input_dir}")
     run = Run(list(overrides), out_dir)
-    job_dir = Path(job_dir).resolve() if job_dir else out_dir.parent / f"{out_dir.name}.submitit"
+    # submitit's folder is local (beside a local out, in the current folder for a URL)
+    job_dir = Path(job_dir).resolve() if job_dir else (
+        out_dir.parent if isinstance(out_dir, Path) else Path.cwd()) / f"{out_dir.name}.submitit"
+    check_text("--job-dir", job_dir)
     if dry_run:
         out.write(sbatch_script(opts, job_dir) + "\n")
         return None
     executor = make_executor(opts, job_dir, local=local)
-    job = executor.submit(PreprocessJob(str(input_dir), str(out_dir), str(Path(config).resolve()) if config else None,
+    job = executor.submit(PreprocessJob(str(input_dir), str(out_dir), str(find_config(config).resolve()) if config else None,
                                         list(overrides), os.getcwd()))
     launched = Launch([job], [run], job_dir)
     where = "locally" if local else "on SLURM (1 node, Ray on its CPUs)"
@@ -152,8 +198,9 @@ def print_launch(launched: Launch, opts: SlurmOptions, local: bool, out: TextIO)
     out.flush()
 
 
-def wait_for(launched: Launch, out: TextIO = sys.stdout) -> int:
+def wait_for(launched: Launch, out: TextIO | None = None) -> int:
     """Wait for every job; a failed job's remote traceback is printed. Returns the number of failed jobs."""
+    out = out or sys.stdout  # looked up per call: a default bound at import outlives a redirected stdout
     failed = 0
     for job, run in zip(launched.jobs, launched.runs):
         try:
@@ -168,8 +215,9 @@ def wait_for(launched: Launch, out: TextIO = sys.stdout) -> int:
     return failed
 
 
-def cancel(job_ids: list[str], job_dir: Path | None = None, out: TextIO = sys.stdout) -> None:
+def cancel(job_ids: list[str], job_dir: Path | None = None, out: TextIO | None = None) -> None:
     """scancel through submitit, for the ids `dist-train launch` printed."""
+    out = out or sys.stdout  # looked up per call: a default bound at import outlives a redirected stdout
     import re
     import subprocess
 

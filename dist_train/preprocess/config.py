@@ -7,6 +7,7 @@ overrides those. Resource settings (CPUs, GPUs, threads, concurrency) sit with t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 from dist_train.config import ConfigError, require
@@ -101,6 +102,9 @@ class RayConfig:
 
 @dataclass
 class PreprocessConfig:
+    # relative paths a config file gives here are relative to that file (dist_train.config.load_config)
+    PATH_KEYS = ("vocab.model", "features.weights", "features.checkpoint", "translate.model")
+
     images: ImagesConfig = field(default_factory=ImagesConfig)
     captions: CaptionsConfig = field(default_factory=CaptionsConfig)
     vocab: VocabConfig = field(default_factory=VocabConfig)
@@ -117,8 +121,14 @@ def validate(cfg: PreprocessConfig) -> None:
     require(cfg.vocab.temperature > 0, "vocab.temperature", cfg.vocab.temperature, "must be positive")
     require(0 < cfg.vocab.character_coverage <= 1, "vocab.character_coverage", cfg.vocab.character_coverage,
             "must be in (0, 1]")
+    require(cfg.vocab.max_sentences > 0, "vocab.max_sentences", cfg.vocab.max_sentences, "must be positive")
+    require(not cfg.vocab.enabled or cfg.vocab.model is not None or bool(cfg.vocab.splits), "vocab.splits",
+            list(cfg.vocab.splits), "name the splits whose captions train the vocabulary")
+    require(cfg.vocab.model is None or Path(cfg.vocab.model).is_file(), "vocab.model", cfg.vocab.model,
+            "file not found")
     require(cfg.images.max_side is None or cfg.images.max_side > 0, "images.max_side", cfg.images.max_side,
             "must be positive or null")
+    require(cfg.images.max_pixels > 0, "images.max_pixels", cfg.images.max_pixels, "must be positive")
     require(1 <= cfg.images.jpeg_quality <= 95, "images.jpeg_quality", cfg.images.jpeg_quality, "must be 1-95")
     require(not cfg.tokenize.enabled or cfg.vocab.enabled, "tokenize.enabled", cfg.tokenize.enabled,
             "tokenization needs the vocabulary: set vocab.enabled=true (with vocab.model to reuse one)")
@@ -133,13 +143,27 @@ def validate(cfg: PreprocessConfig) -> None:
                 list(t.augment_languages), "name the languages every image should have")
         require(not t.query_splits or bool(t.query_languages), "translate.query_languages",
                 list(t.query_languages), "name the languages to translate queries into")
+    require(t.num_beams >= 1, "translate.num_beams", t.num_beams, "must be at least 1")
+    require(t.max_length >= 1, "translate.max_length", t.max_length, "must be at least 1")
     for name in ("translate", "features"):
         stage = getattr(cfg, name)
         require(stage.concurrency >= 1, f"{name}.concurrency", stage.concurrency, "must be at least 1")
-        require(stage.num_cpus >= 0 and stage.num_gpus >= 0, f"{name}.num_cpus", stage.num_cpus, "must be >= 0")
+        require(stage.num_cpus >= 0, f"{name}.num_cpus", stage.num_cpus, "must be >= 0")
+        require(stage.num_gpus >= 0, f"{name}.num_gpus", stage.num_gpus, "must be >= 0")
+        require(stage.batch_size >= 1, f"{name}.batch_size", stage.batch_size, "must be at least 1")
+        require(stage.num_threads is None or stage.num_threads >= 1, f"{name}.num_threads", stage.num_threads,
+                "must be at least 1 or null")
+    f = cfg.features
+    require(f.image_size >= 1, "features.image_size", f.image_size, "must be positive")
+    require(f.resize >= f.image_size, "features.resize", f.resize,
+            f"must be at least features.image_size ({f.image_size}): the crops are cut from the resized image")
     require(cfg.features.crops in ("ten", "five", "center"), "features.crops", cfg.features.crops,
             "use ten, five or center")
     require(cfg.ray.task_num_cpus > 0, "ray.task_num_cpus", cfg.ray.task_num_cpus, "must be positive")
+    require(cfg.ray.num_cpus is None or cfg.ray.num_cpus >= 1, "ray.num_cpus", cfg.ray.num_cpus,
+            "must be at least 1 or null")
+    require(cfg.ray.object_store_memory is None or cfg.ray.object_store_memory > 0, "ray.object_store_memory",
+            cfg.ray.object_store_memory, "must be a positive number of bytes or null")
 
 
 __all__ = ["PreprocessConfig", "validate", "ConfigError"]

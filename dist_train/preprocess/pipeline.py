@@ -19,16 +19,17 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from dist_train.config import to_dict
-from dist_train.data.shards import (atomic_write_bytes, atomic_write_json, atomic_write_parquet,
-                                    list_finished_shards, manifest_path, read_manifest, read_shard_info,
-                                    remove_stale_files, split_names)
+from dist_train.data.card import finish_dataset
+from dist_train.data.shards import (REJECTS_SCHEMA, atomic_write_bytes, atomic_write_json, atomic_write_parquet,
+                                    list_finished_shards, manifest_path, read_manifest, read_parquet, read_shard_info,
+                                    rejects_table, remove_stale_files, split_names)
 from dist_train.preprocess.config import PreprocessConfig
-from dist_train.preprocess.stages import (REJECTS_SCHEMA, FeatureStage, TranslateStage, collect_captions,
+from dist_train.preprocess.stages import (FeatureStage, TranslateStage, collect_captions,
                                           read_and_clean, rejects_path, state_dir, stats_path, tokenize_and_write)
 from dist_train.preprocess.work import ShardWork
+from dist_train.storage import is_remote, location, makedirs
 
 log = logging.getLogger(__name__)
 
@@ -43,35 +44,63 @@ class PreprocessError(RuntimeError):
 # --- Ray set-up ----------------------------------------------------------------------------------------
 
 
+# Ray's single-machine mode (its default on macOS and Windows): the node's address is 127.0.0.1, so
+# the GCS, the raylet, the object manager, every worker's gRPC server and the runtime-env agent listen
+# on loopback only. On Linux Ray otherwise binds them on all interfaces, and `_node_ip_address`
+# cannot help: ray.init rewrites 127.0.0.1 to the host's reachable address.
+RAY_SINGLE_MACHINE_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
 @contextmanager
-def ray_session(cfg: PreprocessConfig, progress: bool) -> Iterator[None]:
-    """Join `ray.address` or start a local Ray; shut it down afterwards only if we started it."""
-    import ray
-    from ray.data import DataContext
+def _ray_on_loopback() -> Iterator[None]:
+    """A local Ray started inside listens on 127.0.0.1 only (unless the user set the variable); restored after."""
+    import os
 
-    started = False
-    if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False}
-        if cfg.ray.address:
-            kwargs["address"] = cfg.ray.address
-        else:
-            from dist_train.data.pack import available_cpus
+    from ray._private import ray_constants
 
-            # "local" always starts a new Ray: a bare ray.init() would join whatever cluster a
-            # `ray start` on this machine left behind in /tmp/ray.
-            kwargs["address"] = "local"
-            kwargs["num_cpus"] = cfg.ray.num_cpus or available_cpus()
-            if cfg.ray.object_store_memory:
-                kwargs["object_store_memory"] = cfg.ray.object_store_memory
-        ray.init(**kwargs)
-        started = True
-    ctx = DataContext.get_current()
-    ctx.enable_progress_bars = progress
+    if RAY_SINGLE_MACHINE_VAR in os.environ:
+        yield
+        return
+    saved = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)  # a private constant: may go in another version
+    os.environ[RAY_SINGLE_MACHINE_VAR] = "0"  # for Ray's processes, started inside
+    if saved is not None:
+        ray_constants.ENABLE_RAY_CLUSTER = False  # this process read the variable when it imported ray
     try:
         yield
     finally:
-        if started:
-            ray.shutdown()
+        os.environ.pop(RAY_SINGLE_MACHINE_VAR, None)
+        if saved is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
+@contextmanager
+def ray_session(cfg: PreprocessConfig, progress: bool) -> Iterator[None]:
+    """Join `ray.address` or start a local Ray (on loopback only); shut it down afterwards only if we started it."""
+    from contextlib import ExitStack
+
+    import ray
+    from ray.data import DataContext
+
+    with ExitStack() as stack:
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False}
+            if cfg.ray.address:
+                kwargs["address"] = cfg.ray.address
+            else:
+                from dist_train.data.pack import available_cpus
+
+                # "local" always starts a new Ray: a bare ray.init() would join whatever cluster a
+                # `ray start` on this machine left behind in /tmp/ray.
+                kwargs["address"] = "local"
+                stack.enter_context(_ray_on_loopback())
+                kwargs["num_cpus"] = cfg.ray.num_cpus or available_cpus()
+                if cfg.ray.object_store_memory:
+                    kwargs["object_store_memory"] = cfg.ray.object_store_memory
+            ray.init(**kwargs)
+            stack.callback(ray.shutdown)  # runs before the loopback setting is restored
+        ctx = DataContext.get_current()
+        ctx.enable_progress_bars = progress
+        yield
 
 
 def _check_resources(cfg: PreprocessConfig) -> None:
@@ -120,7 +149,7 @@ def _check_state(in_dir: Path, out: Path, cfg: PreprocessConfig) -> None:
                 "use another --out, or delete it to start again"
             )
         return
-    state_dir(out).mkdir(parents=True, exist_ok=True)
+    makedirs(state_dir(out))
     atomic_write_json(path, settings)
 
 
@@ -328,7 +357,7 @@ def build_dataset(tasks: list[dict], out: Path, cfg: PreprocessConfig, vocab_pro
 def checkpoint_image_network(checkpoint: str | Path, out: Path) -> tuple[str, str]:
     """(arch, weights file) of the image network of a dist-train run, written once into OUT's state folder so
     that every feature actor loads a plain weights file instead of a DeepSpeed checkpoint."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from dist_train.train.export import load_model
 
@@ -342,16 +371,14 @@ def checkpoint_image_network(checkpoint: str | Path, out: Path) -> tuple[str, st
         raise PreprocessError(f"features.checkpoint: the {config.get('model')} model of {checkpoint} has no image network")
     arch = config["model_config"].get("image_arch", "resnet18")
     if not weights.is_file():
-        tmp = weights.with_suffix(".tmp")
-        save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(tmp))
-        tmp.replace(weights)
+        atomic_write_bytes(weights, save({k: v.contiguous() for k, v in network.state_dict().items()}))
     return arch, str(weights)
 
 
 def preprocess(in_dir: str | Path, out: str | Path, cfg: PreprocessConfig, progress: bool = True) -> dict[str, Any]:
     """Run the pipeline from the packed dataset `in_dir` into `out`; returns (and writes) the summary."""
-    in_dir, out = Path(in_dir), Path(out)
-    if in_dir.resolve() == out.resolve():
+    in_dir, out = location(in_dir), location(out)
+    if str(in_dir if is_remote(in_dir) else in_dir.resolve()) == str(out if is_remote(out) else out.resolve()):
         raise PreprocessError("--in and --out must be different folders")
     shards = _input_shards(in_dir)
     for name in ("augment_splits", "query_splits"):
@@ -372,7 +399,7 @@ def preprocess(in_dir: str | Path, out: str | Path, cfg: PreprocessConfig, progr
             raise PreprocessError("features.checkpoint and features.weights both name the image network: give one")
         if not Path(cfg.features.checkpoint).exists():
             raise PreprocessError(f"features.checkpoint: not found: {cfg.features.checkpoint}")
-    out.mkdir(parents=True, exist_ok=True)
+    makedirs(out)
     _check_state(in_dir, out, cfg)
     if cfg.features.enabled and cfg.features.checkpoint:
         cfg.features.arch, cfg.features.weights = checkpoint_image_network(cfg.features.checkpoint, out)
@@ -388,6 +415,7 @@ def preprocess(in_dir: str | Path, out: str | Path, cfg: PreprocessConfig, progr
                 _run(tasks, out, cfg, vocab_proto, progress)
     summary = summarize(in_dir, out, cfg, sorted(shards), seconds=time.time() - started)
     atomic_write_json(out / "summary.json", summary)
+    finish_dataset(out, summary, "dist-train preprocess")  # sizes.json, <split>.parquet and the dataset card
     return summary
 
 
@@ -460,7 +488,7 @@ def summarize(in_dir: Path, out: Path, cfg: PreprocessConfig, splits: list[str],
             _merge_stages(stages, stats["stages"])
             source_errors += stats["source_errors"]
             notes.update(stats.get("notes", {}))
-            all_rejects.append(pq.read_table(rejects_path(out, split, index), schema=REJECTS_SCHEMA))
+            all_rejects.append(rejects_table(read_parquet(rejects_path(out, split, index))))
         added = sum(c.get("out", 0) + c.get("rejected", 0) for c in stages.get("translate", {}).values())
         if read + added != written + rejected:
             raise PreprocessError(f"internal error: {split}: read {read} + translated {added} != "

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from dist_train.data.images import ImageRejected, reencode
 from dist_train.data.schema import ORIGIN_MACHINE, Provenance, Sample, sample_key
-from dist_train.data.shards import (ShardWriter, atomic_write_json, atomic_write_parquet, iter_shard,
-                                    manifest_path, read_manifest)
+from dist_train.storage import location, makedirs
+from dist_train.data.shards import (ShardWriter, atomic_write_json, atomic_write_parquet,
+                                    iter_shard, manifest_path, read_manifest, rejects_table)
 from dist_train.preprocess.captions import normalize_caption
 from dist_train.preprocess.work import Row, ShardWork
 
@@ -31,15 +31,8 @@ STATE_DIR = "_preprocess"
 TOKENS_MEMBER = "tokens.npy"
 FEATURES_MEMBER = "features.npy"
 
-REJECTS_SCHEMA = pa.schema([
-    ("key", pa.string()), ("caption_id", pa.string()), ("language", pa.string()), ("split", pa.string()),
-    ("stage", pa.string()), ("reason", pa.string()), ("detail", pa.string()), ("input_index", pa.int64()),
-    ("shard", pa.string()),
-])
-
-
 def state_dir(out: Path) -> Path:
-    return Path(out) / STATE_DIR
+    return location(out) / STATE_DIR
 
 
 def rejects_path(out: Path, split: str, index: int) -> Path:
@@ -61,7 +54,7 @@ def _input_positions(tar: Path) -> dict[str, int]:
 def read_and_clean(work: ShardWork, images: dict[str, Any], captions: dict[str, Any]) -> ShardWork:
     """Read the input shard; check and re-encode images, normalise captions. Bad samples are rejected
     with a reason; a shard that breaks part-way keeps what was read and reports a source error."""
-    tar = Path(work.input_tar)
+    tar = location(work.input_tar)
     positions = _input_positions(tar)
     next_unknown = work.input_end  # samples missing from the manifest still get a stable, unique position
     try:
@@ -125,7 +118,7 @@ def collect_captions(task: dict[str, Any], normalize: bool) -> dict[str, list[st
     left to the main pass, which rejects them with a reason)."""
     by_language: dict[str, list[str]] = {}
     try:
-        for raw in iter_shard(Path(task["input_tar"])):
+        for raw in iter_shard(task["input_tar"]):
             try:
                 md = json.loads(raw["json"])
                 text = raw["txt"].decode("utf-8")
@@ -269,7 +262,7 @@ def _npy_bytes(array: np.ndarray) -> bytes:
 def tokenize_and_write(work: ShardWork, out: str, vocab_proto: bytes | None) -> dict[str, Any]:
     """Tokenise the captions, then write the output shard: rejects and stage counts first, the tar and
     its manifest last (the manifest is what marks the shard finished)."""
-    out_dir = Path(out)
+    out_dir = location(out)
     rows = sorted(work.rows, key=lambda r: (r.input_index, r.order))
     if vocab_proto is not None:
         from dist_train.preprocess.vocab import load_vocab
@@ -296,7 +289,7 @@ def tokenize_and_write(work: ShardWork, out: str, vocab_proto: bytes | None) -> 
                 record[FEATURES_MEMBER] = _npy_bytes(np.asarray(row.features, dtype=np.float16))
             writer.write(s, row.input_index, record)
             work.stages.add("write", s.language, "out")
-        rejects = pa.Table.from_pylist(work.rejects, schema=REJECTS_SCHEMA)
+        rejects = rejects_table(work.rejects)
         atomic_write_parquet(_mkparent(rejects_path(out_dir, work.split, work.index)), rejects)
         stats = {
             "shard": f"{work.split}-{work.index:06d}",
@@ -318,5 +311,5 @@ def tokenize_and_write(work: ShardWork, out: str, vocab_proto: bytes | None) -> 
 
 
 def _mkparent(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    makedirs(path.parent)
     return path

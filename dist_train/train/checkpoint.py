@@ -13,6 +13,11 @@ Loading a checkpoint never runs code from it: every file is read with `torch.loa
 `torch.load` calls to that, with the few plain-data DeepSpeed classes it pickles allowed). A file that
 holds anything else, or is corrupt, is refused with a `CheckpointError` naming it. The `latest` pointer
 and any tag must name a `stepNNNNNNNN` folder directly inside the checkpoints folder.
+
+Before a checkpoint is loaded, every `.pt` file in it is checked to be a whole torch archive (a file cut
+short by a full disk or a copy that stopped loses the archive's central directory at its end, and an empty
+file has none): a truncated or empty file is named, with the previous complete checkpoint and the option
+that resumes from it (`checkpoint.resume_from=TAG`, or `dist-train export --tag TAG`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import logging
 import random
 import re
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +83,79 @@ def latest_tag(checkpoints: Path) -> str | None:
         raise CheckpointError(f"{pointer}: cannot be read as a checkpoint pointer ({_one_line(e)})") from None
     checkpoint_folder(checkpoints, tag, source=str(pointer))
     return tag
+
+
+def step_folders(checkpoints: Path) -> list[str]:
+    """The tags of the step folders directly inside `checkpoints`, oldest first."""
+    checkpoints = Path(checkpoints)
+    if not checkpoints.is_dir():
+        return []
+    return sorted(p.name for p in checkpoints.iterdir() if p.is_dir() and TAG_PATTERN.fullmatch(p.name))
+
+
+def incomplete(folder: Path) -> str | None:
+    """Why the checkpoint `folder` cannot be whole (a `.pt` file that is empty or not a whole torch archive,
+    or no model states at all), naming the file; None when each file is whole. Reads only each archive's
+    directory at its end, never the tensors."""
+    folder = Path(folder)
+    files = sorted(folder.glob("*.pt"))
+    if not any(f.name.startswith("mp_rank_") or "model_states" in f.name for f in files):
+        return f"{folder} holds no model states (mp_rank_*_model_states.pt)"
+    for f in files:
+        size = f.stat().st_size
+        if size == 0:
+            return f"{f} is empty (0 bytes)"
+        if not zipfile.is_zipfile(f):
+            return f"{f} is truncated or not a torch checkpoint ({size} bytes, no archive directory at its end)"
+    return None
+
+
+def previous_complete(checkpoints: Path, tag: str) -> str | None:
+    """The newest step folder older than `tag` whose files are whole, or None."""
+    older = [t for t in step_folders(checkpoints) if t < tag]
+    for candidate in reversed(older):
+        if incomplete(Path(checkpoints) / candidate) is None:
+            return candidate
+    return None
+
+
+def _what_to_do(checkpoints: Path, tag: str, option: str) -> str:
+    prev = previous_complete(checkpoints, tag)
+    if prev is None:
+        return (f"no earlier complete checkpoint is left in {checkpoints}; remove {Path(checkpoints) / LATEST} "
+                "to start afresh")
+    return f"the previous complete checkpoint is {prev}: {option.format(tag=prev)}"
+
+
+RESUME_OPTION = "resume from it with checkpoint.resume_from={tag}"
+EXPORT_OPTION = "export it with --tag {tag}"
+
+
+def check_complete(checkpoints: Path, tag: str, option: str = RESUME_OPTION) -> None:
+    """Raise a CheckpointError naming the truncated or empty file of checkpoint `tag`, with the previous
+    complete checkpoint and `option` (how to use it), when `incomplete` finds one."""
+    problem = incomplete(Path(checkpoints) / tag)
+    if problem is not None:
+        raise CheckpointError(f"{problem}; {_what_to_do(checkpoints, tag, option)}")
+
+
+def resume_tag(checkpoints: Path, requested: str | None = None) -> str | None:
+    """The checkpoint a run resumes from: `requested` (checkpoint.resume_from), unless the `latest`
+    pointer names a newer complete one (so that the same command can be rerun or requeued once training
+    has moved past it); else the one `latest` names; None for a fresh run. Checked to be complete."""
+    checkpoints = Path(checkpoints)
+    latest = latest_tag(checkpoints)
+    if requested is not None:
+        checkpoint_folder(checkpoints, requested, source="checkpoint.resume_from")
+        if latest is not None and latest > requested and incomplete(checkpoints / latest) is None:
+            log.warning("checkpoint.resume_from=%s: the latest checkpoint %s is newer and complete; resuming "
+                        "from it", requested, latest)
+            return latest
+        check_complete(checkpoints, requested)
+        return requested
+    if latest is not None:
+        check_complete(checkpoints, latest)
+    return latest
 
 
 # ---------------------------------------------------------------------------------------- safe loading
@@ -202,13 +281,15 @@ def save(engine, checkpoints: Path, step: int, client_state: dict[str, Any], ran
     return checkpoints / tag
 
 
-def load(engine, checkpoints: Path, world_size: int) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """Load the latest complete checkpoint into `engine`; returns (client state, this rank's state),
-    or None when there is none. A checkpoint from another number of processes is refused with a
-    message that says what to do; an unsafe or corrupt file, or a pointer that names no step folder
-    directly inside `checkpoints`, with a CheckpointError naming it."""
+def load(engine, checkpoints: Path, world_size: int,
+         tag: str | None = None) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Load checkpoint `tag` (default: `resume_tag`, the latest complete checkpoint) into `engine`; returns
+    (client state, this rank's state), or None when there is none. A checkpoint from another number of
+    processes is refused with a message that says what to do; a truncated, empty, unsafe or corrupt file,
+    or a pointer that names no step folder directly inside `checkpoints`, with a CheckpointError naming it."""
     checkpoints = Path(checkpoints)
-    tag = latest_tag(checkpoints)
+    if tag is None:
+        tag = resume_tag(checkpoints)
     if tag is None:
         return None
     saved_ranks = sorted((checkpoints / tag).glob("rank_*.pt"))
@@ -221,9 +302,14 @@ def load(engine, checkpoints: Path, world_size: int) -> tuple[dict[str, Any], di
             "(dist-train export), which restarts the optimizer state and the data order."
         )
     rank = dist.get_rank() if dist.is_initialized() else 0
-    rank_state = safe_load(checkpoints / tag / f"rank_{rank:05d}.pt")
-    with deepspeed_loads():
-        load_path, client_state = engine.load_checkpoint(str(checkpoints), tag=tag)
+    try:
+        rank_state = safe_load(checkpoints / tag / f"rank_{rank:05d}.pt")
+        with deepspeed_loads():
+            load_path, client_state = engine.load_checkpoint(str(checkpoints), tag=tag)
+    except CheckpointError as e:
+        if "refused to load" in str(e):
+            raise
+        raise CheckpointError(f"{e}; {_what_to_do(checkpoints, tag, RESUME_OPTION)}") from None
     if load_path is None or client_state is None:
         raise CheckpointError(f"{checkpoints / tag}: DeepSpeed found no model states in it (see its warning above)")
     log.info("resumed from %s", checkpoints / tag)

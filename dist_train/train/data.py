@@ -23,7 +23,9 @@ class Vocab:
 def dataset_vocab(cfg: TrainConfig) -> Vocab:
     from dist_train.preprocess.vocab import MASK_PIECE, load_vocab
 
-    path = Path(cfg.data.shards) / "spm.model"
+    from dist_train.storage import location
+
+    path = location(cfg.data.shards) / "spm.model"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: data.shards must be a dataset made by dist-train preprocess "
                                 "(with its vocabulary stage on)")
@@ -79,12 +81,12 @@ def read_split_groups(root: str | Path, split: str) -> tuple[list[str], list[str
 
     from dist_train.data.shards import list_finished_shards
 
-    tars = list_finished_shards(Path(root), split)
+    tars = list_finished_shards(root, split)
     if not tars:
         raise FileNotFoundError(f"no finished shards for split {split!r} under {root}")
     groups, languages = [], []
     for tar in tars:
-        with tarfile.open(tar) as archive:
+        with tar.open("rb") as stream, tarfile.open(fileobj=stream, mode="r:") as archive:
             for member in archive:
                 if member.isfile() and member.name.endswith(".json") and "." not in member.name[:-5]:
                     md = json.loads(archive.extractfile(member).read())

@@ -21,10 +21,12 @@ import torch
 import torch.distributed as dist
 
 from dist_train.config import to_dict
+from dist_train.data.shards import atomic_write_bytes
 from dist_train.distributed.buffers import synchronise_buffers
 from dist_train.distributed.env import detect_env, init_distributed
 from dist_train.train import checkpoint as ckpt
 from dist_train.train.config import TrainConfig
+from dist_train.storage import location
 from dist_train.train.tensorboard import TensorBoardLogger
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,9 @@ def setup_process_group() -> tuple[int, int, torch.device]:
         for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
                            "MASTER_PORT": str(_free_port())}.items():
             os.environ.setdefault(key, value)
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", rank=0, world_size=1)
+        # An in-memory store: one process needs no rendezvous, so it opens no port at all.
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", store=dist.HashStore(),
+                                rank=0, world_size=1)
     device = torch.device("cuda", env.local_rank) if torch.cuda.is_available() else torch.device("cpu")
     return dist.get_rank(), dist.get_world_size(), device
 
@@ -62,7 +66,9 @@ def deepspeed_config(cfg: TrainConfig, total_steps: int, world_size: int, micro_
     micro_batches: backward passes per optimizer step (an objective's gradient-cached sub-batches); DeepSpeed
     counts them as gradient accumulation steps of data.batch_size / micro_batches samples.
     """
-    path = Path(cfg.deepspeed.config)
+    from dist_train.config import find_config
+
+    path = find_config(cfg.deepspeed.config)  # or the shipped file of that name (configs/deepspeed/zero2.json)
     if not path.is_file():
         raise TrainError(f"deepspeed.config: file not found: {path}")
     ds = json.loads(path.read_text())
@@ -127,17 +133,20 @@ def _mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train (or resume) the run in `cfg.out_dir`; returns a small summary (on every rank)."""
     from dist_train.train.data import build_train_loader, dataset_vocab
-    from dist_train.train.objectives import build_objective, check_training_data
+    from dist_train.train.objectives import build_objective
 
-    check_training_data(cfg)  # before anything is written: a run that cannot evaluate does not start
+    resume_from = preflight(cfg, record=detect_env().rank == 0)
+    vocab_hash = vocab_sha256(f"{cfg.data.shards.rstrip('/')}/spm.model")
+    out = Path(cfg.out_dir)
+    checkpoints = out / "checkpoints"
     import deepspeed
 
     rank, world_size, device = setup_process_group()
-    out = Path(cfg.out_dir)
-    checkpoints = out / "checkpoints"
+    log_file = None
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(_yaml(to_dict(cfg)))
+        log_file = _log_to_file(out / "out.log")
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -150,7 +159,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     model = objective.build_model()
     if rank == 0:
         config_of = getattr(model, "config_dict", None)
-        (out / "model.yaml").write_text(_yaml({"model": cfg.model, "config": config_of() if config_of else {}}))
+        (out / "model.yaml").write_text(_yaml({"model": cfg.model, "config": config_of() if config_of else {},
+                                               "vocab_sha256": vocab_hash}))
+        # the run folder keeps the vocabulary its token ids mean (what export ships beside the weights)
+        vocab_file = location(cfg.data.shards) / "spm.model"
+        if vocab_file.is_file():
+            atomic_write_bytes(out / "spm.model", vocab_file.read_bytes())
     loader = build_train_loader(cfg, vocab, rank, world_size)
     steps_per_epoch = loader.steps_per_epoch
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
@@ -160,7 +174,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     step = 0
     generator = torch.Generator(device="cpu").manual_seed(cfg.seed * 1000 + rank)  # augmentation and masking
-    resumed = ckpt.load(engine, checkpoints, world_size)
+    resumed = ckpt.load(engine, checkpoints, world_size, tag=resume_from)
     if resumed is not None:
         client_state, rank_state = resumed
         step = int(client_state["step"])
@@ -185,6 +199,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     window = {"data": 0.0, "compute": 0.0, "samples": 0, "steps": 0}
     sums: dict[str, float] = {}
     last_saved = step
+    progress = {"start_step": step, "start_time": time.perf_counter(), "total": total_steps}
     t_data = time.perf_counter()
     batches = iter(loader)
     while step < total_steps:
@@ -204,7 +219,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         for k, v in metrics.items():
             sums[k] = sums.get(k, 0.0) + float(v)
         if step % cfg.log.every_steps == 0 or step == total_steps:
-            _log_window(tb, engine, scheduler, sums, window, batch, step, device, world_size)
+            _log_window(tb, engine, scheduler, sums, window, batch, step, device, world_size, progress)
             sums = {}
             window = {"data": 0.0, "compute": 0.0, "samples": 0, "steps": 0}
         if cfg.eval.every_steps and step % cfg.eval.every_steps == 0 and step != total_steps:
@@ -223,10 +238,111 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     tb.close()
     if rank == 0:
         log.info("finished at step %d; checkpoints in %s, TensorBoard logs in %s", step, checkpoints, out / "tb")
+    if log_file is not None:
+        logging.getLogger().removeHandler(log_file)
+        log_file.close()
     return {"step": step, "total_steps": total_steps, "eval": result}
 
 
-def _log_window(tb: TensorBoardLogger, engine, scheduler, sums, window, batch, step, device, world_size) -> None:
+def preflight(cfg: TrainConfig, record: bool = False) -> str | None:
+    """Every check of a run against its dataset and its run folder, before anything is written (also what
+    `dist-train train` runs once before it starts local processes): the dataset holds the splits the run
+    reads, the objective can evaluate, and a run folder that is resumed is resumed from a whole checkpoint
+    with its settings and its vocabulary. Returns the tag to resume from (None: a fresh run). `record`:
+    keep the old config as config.<step>.yaml when allow_config_change lets the settings change (rank 0)."""
+    from dist_train.train.objectives import check_training_data
+    from dist_train.train.resume import check_resume
+
+    check_dataset(cfg)
+    check_training_data(cfg)
+    out = Path(cfg.out_dir)
+    tag = ckpt.resume_tag(out / "checkpoints", cfg.checkpoint.resume_from)
+    if tag is not None:
+        check_vocab(out, cfg.data.shards, vocab_sha256(f"{cfg.data.shards.rstrip('/')}/spm.model"))
+        check_resume(to_dict(cfg), out, tag, cfg.allow_config_change, record=record)
+    return tag
+
+
+def check_dataset(cfg: TrainConfig) -> None:
+    """The dataset is a preprocessed one and holds the training split and the evaluation split (a run
+    must not find after its last step that it cannot evaluate); ConfigError naming the key otherwise."""
+    from dist_train.config import ConfigError
+    from dist_train.data.shards import list_finished_shards, split_names
+
+    root = location(cfg.data.shards)
+    if not (root / "spm.model").is_file():
+        raise FileNotFoundError(f"data.shards: {root / 'spm.model'} not found: data.shards must be a dataset made by "
+                                "dist-train preprocess (with its vocabulary stage on)")
+    for key, split in (("data.split", cfg.data.split), ("eval.split", cfg.eval.split)):
+        if not list_finished_shards(root, split):
+            splits = [name for name in split_names(root) if list_finished_shards(root, name)]
+            raise ConfigError(f"config key '{key}' = {split!r}: {cfg.data.shards} has no finished shards of that "
+                              f"split (its splits: {', '.join(splits) or 'none'})")
+
+
+def vocab_sha256(path: Path) -> str | None:
+    """The sha256 of a sentencepiece model file (what a checkpoint's token ids mean), None without one."""
+    import hashlib
+
+    path = location(path)
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def check_vocab(out: Path, shards: str, vocab_hash: str | None) -> None:
+    """A run is resumed on a dataset with the vocabulary it was trained with (its model.yaml records it):
+    the same data.shards preprocessed again with another vocabulary gives its token ids other meanings."""
+    from dist_train.config import ConfigError
+
+    path = Path(out) / "model.yaml"
+    if not path.is_file():
+        return
+    import yaml
+
+    try:
+        saved = (yaml.safe_load(path.read_text()) or {}).get("vocab_sha256")
+    except (yaml.YAMLError, OSError, UnicodeDecodeError, AttributeError):
+        return
+    if saved and vocab_hash and saved != vocab_hash:
+        raise ConfigError(f"data.shards: the vocabulary {Path(shards) / 'spm.model'} (sha256 {vocab_hash[:12]}) is not "
+                          f"the one the run in {out} was trained with (sha256 {saved[:12]}, {path}); resume on "
+                          "that dataset or start a new out_dir")
+
+
+def _log_to_file(path: Path) -> logging.Handler:
+    """Rank 0's log, also in OUT_DIR/out.log (appended on resume), as open_clip keeps one per run."""
+    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger()
+    if root.getEffectiveLevel() > logging.INFO:  # -q: the console stays quiet, the file gets INFO
+        for other in root.handlers:
+            if other.level == logging.NOTSET:
+                other.setLevel(root.getEffectiveLevel())
+        root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    return handler
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def progress_text(step: int, progress: dict) -> str:
+    """'step 40/465 (9%), ETA 3m10s': the remaining steps at the pace of this process's steps so far."""
+    total = progress["total"]
+    done = step - progress["start_step"]
+    text = f"step {step}/{total} ({100 * step // max(total, 1)}%)"
+    if done > 0 and step < total:
+        elapsed = time.perf_counter() - progress["start_time"]
+        text += f", ETA {_duration(elapsed / done * (total - step))}"
+    return text
+
+
+def _log_window(tb: TensorBoardLogger, engine, scheduler, sums, window, batch, step, device, world_size,
+                progress: dict) -> None:
     n = max(1, window["steps"])
     per_rank = window["samples"] / max(window["data"] + window["compute"], 1e-9)
     values = {f"loss/{k}": v / n for k, v in sums.items() if not k.startswith("stat/")}
@@ -249,8 +365,8 @@ def _log_window(tb: TensorBoardLogger, engine, scheduler, sums, window, batch, s
     tb.scalars(values, step)
     tb.flush()
     if dist.get_rank() == 0:
-        log.info("step %d: %s", step, ", ".join(f"{k.split('/', 1)[1]} {v:.4g}" for k, v in values.items()
-                                                  if k.startswith("loss/")))
+        log.info("%s: %s", progress_text(step, progress),
+                 ", ".join(f"{k.split('/', 1)[1]} {v:.4g}" for k, v in values.items() if k.startswith("loss/")))
 
 
 def _yaml(obj: dict) -> str:

@@ -3,31 +3,53 @@ loadable without DeepSpeed for evaluation and inference."""
 
 from __future__ import annotations
 
-import shutil
+import logging
 from pathlib import Path
 
 import yaml
+
+from dist_train.storage import location
+
+log = logging.getLogger(__name__)
+
+
+class ExportError(RuntimeError):
+    """An export that would overwrite something it was not asked to; one line naming the folder."""
 
 
 IMAGE_PREFIX = "image_encoder."
 IMAGE_ENCODER_FILE = "image_encoder.safetensors"
 
 
-def export(checkpoints: str | Path, out: str | Path, tag: str | None = None) -> Path:
+EXPORT_FILES = ("model.safetensors", IMAGE_ENCODER_FILE, "spm.model", "config.yaml")
+
+
+def export(checkpoints: str | Path, out: str | Path, tag: str | None = None, force: bool = False,
+           use_previous: str | None = None) -> Path:
+    """Write checkpoint `tag` (default: the latest) of a run as OUT/model.safetensors, config.yaml and the
+    vocabulary it was trained with. A non-empty OUT is refused unless `force` (then the export's files
+    in it are replaced), before anything is read or written. `use_previous`: how the message about a
+    truncated checkpoint says to use the previous complete one (`{tag}` in it; default: `--tag {tag}`)."""
     import os
 
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
     from safetensors.torch import save_file
 
-    from dist_train.train.checkpoint import checkpoint_folder, deepspeed_loads, latest_tag
+    from dist_train.train.checkpoint import EXPORT_OPTION, check_complete, checkpoint_folder, deepspeed_loads, latest_tag
+    from dist_train.train.engine import vocab_sha256
 
     checkpoints, out = Path(checkpoints), Path(out)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out} is a file; export writes a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ExportError(f"{out} is not empty; pass --force to replace the export in it, or give an empty folder")
     if tag is not None:
         checkpoint_folder(checkpoints, tag, source="--tag")  # a step folder directly inside, never ../x
     tag = tag or latest_tag(checkpoints)
     if tag is None:
         raise FileNotFoundError(f"no complete checkpoint under {checkpoints} (no 'latest' pointer)")
+    check_complete(checkpoints, tag, use_previous or EXPORT_OPTION)
     run_config, model_config = checkpoints.parent / "config.yaml", checkpoints.parent / "model.yaml"
     for path in (run_config, model_config):
         if not path.is_file():
@@ -46,6 +68,8 @@ def export(checkpoints: str | Path, out: str | Path, tag: str | None = None) -> 
         seen[ptr] = name
         tensors[name] = tensor.contiguous().float()
     out.mkdir(parents=True, exist_ok=True)
+    for name in EXPORT_FILES if force else ():
+        (out / name).unlink(missing_ok=True)
     tmp = out / "model.safetensors.tmp"
     save_file(tensors, str(tmp), metadata={"checkpoint": str(checkpoints / tag)})
     tmp.replace(out / "model.safetensors")
@@ -57,12 +81,22 @@ def export(checkpoints: str | Path, out: str | Path, tag: str | None = None) -> 
         save_file(image, str(tmp), metadata={"checkpoint": str(checkpoints / tag), "arch": str(
             model["config"].get("image_arch", "resnet18"))})
         tmp.replace(out / IMAGE_ENCODER_FILE)
-    vocab = Path(run["data"]["shards"]) / "spm.model"
-    if vocab.is_file():
-        shutil.copyfile(vocab, out / "spm.model")
+    # the vocabulary the run was trained with (model.yaml records its hash): the run folder's copy, else the
+    # dataset's, unless that dataset was preprocessed again since with another one
+    trained_with = model.get("vocab_sha256")
+    looked = []
+    for vocab in (checkpoints.parent / "spm.model", location(run["data"]["shards"]) / "spm.model"):
+        found = vocab_sha256(vocab)
+        if found is not None and (trained_with is None or found == trained_with):
+            (out / "spm.model").write_bytes(vocab.read_bytes())
+            break
+        looked.append(f"{vocab} ({'not there' if found is None else f'sha256 {found[:12]}, not {trained_with[:12]}'})")
+    else:
+        raise FileNotFoundError(f"no vocabulary of the run to export beside the weights: looked for {' and '.join(looked)}")
     config = {"model": model["model"], "model_config": model["config"], "objective": run.get("objective", {}),
               "data": {"max_tokens": run["data"]["max_tokens"], "image_size": run["data"]["image_size"]},
-              "checkpoint": str(checkpoints / tag), "vocab": "spm.model"}
+              "checkpoint": str(checkpoints / tag), "vocab": "spm.model",
+              "vocab_sha256": trained_with or found}
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return out
 
@@ -73,8 +107,12 @@ def load_exported(path: str | Path):
 
     from dist_train.models.registry import build_model
 
+    from dist_train.train.engine import vocab_sha256
+
     path = Path(path)
     config = yaml.safe_load((path / "config.yaml").read_text())
+    if not config.get("vocab_sha256"):  # exports written before the hash was recorded
+        config["vocab_sha256"] = vocab_sha256(path / "spm.model")
     model = build_model(config["model"], config["model_config"])
     state = load_file(str(path / "model.safetensors"))
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -102,7 +140,7 @@ def load_model(checkpoint: str | Path):
 
         checkpoints, tag = (path, None) if (path / "latest").is_file() else (path.parent, path.name)
         with tempfile.TemporaryDirectory() as tmp:
-            export(checkpoints, tmp, tag=tag)
+            export(checkpoints, tmp, tag=tag, use_previous=f"use it with --checkpoint {checkpoints}/{{tag}}")
             return load_exported(tmp)
     raise FileNotFoundError(f"{path} is neither an exported model (model.safetensors) nor a checkpoints folder "
                             "(with a 'latest' pointer)")

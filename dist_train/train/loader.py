@@ -61,7 +61,7 @@ class ShardEntry:
 
 
 def list_split(root: str | Path, split: str) -> list[ShardEntry]:
-    tars = list_finished_shards(Path(root), split)
+    tars = list_finished_shards(root, split)
     if not tars:
         raise FileNotFoundError(f"no finished shards for split {split!r} under {root}")
     return [ShardEntry(str(t), read_shard_info(manifest_path(t)).num_samples) for t in tars]
@@ -69,7 +69,7 @@ def list_split(root: str | Path, split: str) -> list[ShardEntry]:
 
 def language_counts(root: str | Path, split: str) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for tar in list_finished_shards(Path(root), split):
+    for tar in list_finished_shards(root, split):
         for lang in read_manifest(manifest_path(tar), ["language"]).column("language").to_pylist():
             counts[lang] = counts.get(lang, 0) + 1
     return dict(sorted(counts.items()))
@@ -174,7 +174,7 @@ class ShardStream(IterableDataset):
 
     def _read_piece(self, path: str, first: int, end: int, stats: dict, repeat: bool, rng: random.Random):
         try:
-            for i, raw in enumerate(iter_shard(Path(path))):
+            for i, raw in enumerate(iter_shard(path)):
                 if i < first:
                     continue
                 if i >= end:
@@ -319,7 +319,7 @@ def _image_of(raw: dict) -> str:
 def image_count(root: str | Path, split: str) -> int:
     """Distinct images of a split, from the manifests."""
     images: set[str] = set()
-    for tar in list_finished_shards(Path(root), split):
+    for tar in list_finished_shards(root, split):
         images.update(read_manifest(manifest_path(tar), ["image_id"]).column("image_id").to_pylist())
     return len(images)
 
@@ -363,8 +363,8 @@ class TrainLoader:
         for key in ("world_size", "num_workers"):
             if state.get(key) != self.state_dict()[key]:
                 raise ValueError(f"the checkpoint's data position was saved with {key}={state.get(key)}, this run "
-                                 f"has {self.state_dict()[key]}: resume with the same {key}, or start the data "
-                                 "from a fresh epoch with train.reset_data_position=true")
+                                 f"has {self.state_dict()[key]}: resume with the same {key} (the position is counted "
+                                 "per rank and loader worker), or start a new run from the exported weights")
         self.epoch, self.consumed = state["epoch"], state["consumed"]
 
     def __iter__(self) -> Iterator[dict]:

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from dist_train.data.pack import REJECT_REASONS, PackError, PackOptions, pack
-from dist_train.data.schema import Sample
+from dist_train.data.schema import Sample, sample_key
 from dist_train.data.shards import iter_shard, list_finished_shards, list_shards, manifest_path, read_shard_info
 from dist_train.data.sources.base import BytesImage, FileImage, Source, SourceRecord
 from dist_train.data.sources.world import WorldSource
@@ -91,7 +91,7 @@ def test_every_kind_of_bad_input_is_rejected_with_its_reason_and_valid_records_s
         rec(11, BytesImage(good), language=None),
         rec(12, BytesImage(good), caption_id="cap0"),  # duplicate of record 0
         rec(13, BytesImage(good), caption_id="a.b"),
-        rec(14, BytesImage(good), caption_id="a_b"),  # same shard key as "a.b"
+        rec(14, BytesImage(good), caption_id=sample_key("a.b")),  # a safe id equal to the shard key of "a.b"
         rec(15, None),
         rec(16, FileImage(str(tmp_path))),  # a directory
         rec(17, BytesImage(good), caption="ein roter Kasten".encode("utf-8"), language="DE"),
@@ -104,11 +104,12 @@ def test_every_kind_of_bad_input_is_rejected_with_its_reason_and_valid_records_s
         "cap1": "missing_image", "cap2": "empty_image", "cap3": "undecodable_image", "cap4": "truncated_image",
         "cap5": "too_many_pixels", "cap6": "empty_caption", "cap7": "empty_caption", "cap8": "empty_caption",
         "cap9": "invalid_utf8", "cap10": "unknown_language", "cap11": "unknown_language", "cap0": "duplicate_id",
-        "a_b": "duplicate_id", "cap15": "missing_image", "cap16": "unreadable_image",
+        sample_key("a.b"): "duplicate_id", "cap15": "missing_image", "cap16": "unreadable_image",
     }
     samples = written_samples(out, "train")
     assert [s.caption_id for s in samples] == ["cap0", "a.b", "cap17", "cap18"]
-    assert [s.key for s in samples] == ["cap0", "a_b", "cap17", "cap18"]
+    assert [s.key for s in samples] == ["cap0", sample_key("a.b"), "cap17", "cap18"]
+    assert sample_key("a.b").startswith("a_b-") and sample_key("a.b") != sample_key("a_b") == "a_b"
     assert [s.caption for s in samples] == ["a red box", "a red box", "ein roter Kasten", "une boîte rouge"]
     assert [s.language for s in samples] == ["en", "en", "de", "fr"]
     assert all(Image.open(io.BytesIO(s.image)).format == "JPEG" for s in samples)

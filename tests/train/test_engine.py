@@ -45,7 +45,7 @@ def _events(out: Path):
 
 
 def _weights(out: Path) -> dict[str, torch.Tensor]:
-    run_cli("export", out / "checkpoints", out / "export")
+    run_cli("export", out / "checkpoints", out / "export", "--force")  # a second export replaces the first
     return load_file(str(out / "export" / "model.safetensors"))
 
 
@@ -84,6 +84,10 @@ def test_two_process_zero2_run_checkpoints_logs_and_learns(zero2_run):
     assert "eval/sentence_translation_pairs" in acc.Tags()["images"]
     assert "eval/alpha" in acc.Tags()["histograms"]
     assert (out / "tb" / "projector_config.pbtxt").is_file()
+    # rank 0's log also lands in OUT/out.log, with the step out of the total, the percentage and an ETA
+    log = (out / "out.log").read_text()
+    assert f"step 2/{STEPS} (16%), ETA " in log and f"step {STEPS}/{STEPS} (100%): cloze " in log
+    assert "finished at step 12" in log
 
 
 def test_export_gives_weights_loadable_without_deepspeed(zero2_run):

@@ -9,36 +9,64 @@ read and re-encode the images in parallel.
 from __future__ import annotations
 
 import abc
+import os
+import stat
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterator, Protocol
 
+from ..images import ImageRejected
 from ..schema import Provenance
+
+DEFAULT_MAX_IMAGE_BYTES = 256 * 2**20
 
 
 class ImageRef(Protocol):
     """Where a record's image comes from; `read()` runs in a packer worker process."""
 
-    def read(self) -> Any:
-        """Encoded image bytes, or an already decoded `PIL.Image.Image`.
+    def read(self, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> Any:
+        """Encoded image bytes (at most `max_bytes`), or an already decoded `PIL.Image.Image`.
 
-        Raises FileNotFoundError when the image does not exist.
+        Raises FileNotFoundError when the image does not exist, ImageRejected for one that cannot be used.
         """
+
+
+def _too_large(size: int, max_bytes: int) -> ImageRejected:
+    return ImageRejected("image_too_large", f"{size} bytes > {max_bytes} (--max-image-bytes)")
 
 
 @dataclass(frozen=True)
 class FileImage:
     path: str
 
-    def read(self) -> bytes:
-        return Path(self.path).read_bytes()
+    def read(self, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> bytes:
+        """A regular file's bytes. Opened non-blocking and checked before reading, because a FIFO would
+        block forever and a device (/dev/zero) would fill the memory."""
+        fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+                raise ImageRejected("unreadable_image", f"{self.path} is {kind}")
+            if st.st_size > max_bytes:
+                raise _too_large(st.st_size, max_bytes)
+            chunks, total = [], 0
+            while chunk := os.read(fd, min(1 << 20, max_bytes + 1 - total)):  # the file may grow meanwhile
+                chunks.append(chunk)
+                total += len(chunk)
+                if total > max_bytes:
+                    raise _too_large(total, max_bytes)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
 
 
 @dataclass(frozen=True)
 class BytesImage:
     data: bytes
 
-    def read(self) -> bytes:
+    def read(self, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> bytes:
+        if len(self.data) > max_bytes:
+            raise _too_large(len(self.data), max_bytes)
         return self.data
 
 
@@ -57,6 +85,9 @@ class SourceRecord:
     # Captions of a split with equal groups translate each other (the sample's `translation_group`);
     # None or "" for none. Sources set it from the input (a column, a field) or by image (`--group-by image`).
     translation_group: str | None = None
+    # (reason, detail) when the source found the record malformed (a field of the wrong type, a
+    # repeated tar member): the packer rejects it with that reason instead of looking further.
+    defect: tuple[str, str] | None = None
 
 
 class Source(abc.ABC):

@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from braceexpand import braceexpand
-from webdataset.tariterators import group_by_keys, tar_file_iterator
 
-from ._common import group_string, id_string, language_option, split_option, text
+from ._common import Fields, fingerprint, language_option, split_option, text
 from .base import BytesImage, CliSource, SourceRecord
 
 log = logging.getLogger(__name__)
@@ -83,6 +82,7 @@ class Img2datasetSource(CliSource):
         self.language_field = language_field or None
         self._errors: list[tuple[str, str]] = []
         self._sidecar: tuple[Path, dict[str, dict[str, Any]]] | None = None  # the current shard's .parquet rows
+        self._fingerprint: dict | None = None
 
     def splits(self) -> list[str]:
         return [self.split]
@@ -95,22 +95,43 @@ class Img2datasetSource(CliSource):
                 yield self._record(path, sample)
 
     def _samples(self, path: Path) -> Iterator[dict[str, Any]]:
-        """The samples of one tar, grouped by key as webdataset groups them."""
+        """The samples of one tar: runs of consecutive members with one key (the name up to the
+        basename's first dot), as webdataset groups them. A sample that repeats a member name, or
+        whose key was already used by an earlier run of members, comes with `__defect__` set: it
+        alone is rejected and the members after it are read as usual."""
         errors: list[Exception] = []
+        done: dict[str, int] = {}  # keys of finished samples -> their first member's position
 
-        def members(stream) -> Iterator[dict[str, Any]]:
-            # Ends quietly at a read error, so that the sample being grouped is still yielded.
-            try:
-                for member in tar_file_iterator(stream):
-                    yield dict(member, __url__=str(path))  # group_by_keys wants the url
-            except Exception as e:  # tarfile, gzip and OS errors: whatever a broken file raises
-                errors.append(e)
+        def finish(sample: dict[str, Any]) -> dict[str, Any]:
+            key = sample["__key__"]
+            if key in done and "__defect__" not in sample:
+                sample["__defect__"] = (f"{path.name}: the members of sample {key!r} are not contiguous "
+                                        f"(it started at member {done[key]}, then again at member {sample['__at__']})")
+            done.setdefault(key, sample["__at__"])
+            return sample
 
+        sample: dict[str, Any] | None = None
         try:
             with open(path, "rb") as stream:
-                yield from group_by_keys(members(stream))
-        except Exception as e:  # unreadable file, or a member name repeated within a sample
+                from webdataset.tariterators import base_plus_ext, tar_file_iterator  # webdataset imports torch: not for --help
+
+                for i, member in enumerate(tar_file_iterator(stream)):
+                    key, suffix = base_plus_ext(member["fname"])
+                    if key is None:
+                        continue  # a name without an extension is no sample member (webdataset skips it too)
+                    suffix = suffix.lower()
+                    if sample is not None and sample["__key__"] != key:
+                        yield finish(sample)
+                        sample = None
+                    if sample is None:
+                        sample = {"__key__": key, "__at__": i}
+                    if suffix in sample and "__defect__" not in sample:
+                        sample["__defect__"] = f"{path.name}: member {member['fname']!r} appears twice"
+                    sample.setdefault(suffix, member["data"])
+        except Exception as e:  # tarfile, gzip and OS errors: whatever a broken file raises
             errors.append(e)
+        if sample is not None:  # the sample read before a break is still yielded
+            yield finish(sample)
         if errors:
             self._report(path, _error_message(errors[0]))
         elif not _has_end_marker(path):
@@ -155,22 +176,27 @@ class Img2datasetSource(CliSource):
 
     def _record(self, path: Path, sample: dict[str, Any]) -> SourceRecord:
         key = sample["__key__"]
+        fields = Fields(f"{path.name}: sample {key!r}")
+        if "__defect__" in sample:
+            fields.bad("duplicate_member", sample["__defect__"].split(": ", 1)[1])
         image = next((sample[ext] for ext in IMAGE_EXTENSIONS if ext in sample), None)
         try:
             info = json.loads(sample["json"]) if "json" in sample else {}
         except ValueError:
             info = {}
         info = info if isinstance(info, dict) else {}
-        language = self._field(path, key, info, self.language_field)
+        language = fields.language(self._field(path, key, info, self.language_field), self.language_field or "")
+        url = info.get("url")
         return SourceRecord(
             image=BytesImage(image) if image is not None else None,
             caption=text(sample["txt"]) if "txt" in sample else None,
-            language=str(language) if language not in (None, "") else self.language,
-            image_id=id_string(info.get("key") or key),
+            language=language or self.language,
+            image_id=fields.id(info.get("key") or key, "key"),
             caption_id=f"{path.stem}-{key}",
             split=self.split,
-            meta={"url": info["url"]} if "url" in info else {},
-            translation_group=group_string(self._field(path, key, info, self.group_field)),
+            meta={"url": url} if isinstance(url, str) else {},
+            translation_group=fields.group(self._field(path, key, info, self.group_field), self.group_field or ""),
+            defect=fields.defect,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -181,7 +207,16 @@ class Img2datasetSource(CliSource):
             "split": self.split,
             **({"group_field": self.group_field} if self.group_field else {}),
             **({"language_field": self.language_field} if self.language_field else {}),
+            "input_files": self._input_files(),
         }
+
+    def _input_files(self) -> dict:
+        """The tars by size and mtime (hashing gigabytes of images on every run costs too much), the
+        `.parquet` sidecars with their content too: a re-downloaded or rewritten shard shows in its size."""
+        if self._fingerprint is None:
+            sidecars = [p.with_suffix(".parquet") for p in self.shards if p.with_suffix(".parquet").is_file()]
+            self._fingerprint = {**fingerprint(self.shards, content=False), **fingerprint(sidecars)}
+        return self._fingerprint
 
     @classmethod
     def add_arguments(cls, parser) -> None:

@@ -23,7 +23,7 @@ import gzip
 from pathlib import Path
 from typing import Any, Iterator
 
-from ._common import existing_dir, split_option, text
+from ._common import existing_dir, fingerprint, read_input, split_option, text
 from .base import CliSource, FileImage, SourceRecord
 
 SPLITS = ("train", "val", "test_2016_flickr", "test_2017_flickr", "test_2017_mscoco", "test_2018_flickr")
@@ -31,9 +31,12 @@ _OUR_SPLIT = {"test_2016_flickr": "test"}  # the standard test set; the later on
 
 
 def _lines(path: Path) -> list[bytes]:
-    data = path.read_bytes()
+    data = read_input(path)
     if path.suffix == ".gz":
-        data = gzip.decompress(data)
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, ValueError) as e:  # not gzip, or cut short
+            raise ValueError(f"{path}: cannot decompress it: {e}") from None
     lines = data.split(b"\n")
     if lines[-1] == b"":
         lines.pop()
@@ -71,6 +74,7 @@ class Multi30kSource(CliSource):
             raise ValueError(f"--root: no Multi30K image lists in {task / 'image_splits'}")
         # our split name -> (Multi30K split name, image list, caption file per language, number of images)
         self._splits: dict[str, tuple[str, Path, dict[str, Path], int]] = {}
+        self._fingerprint: dict | None = None
         for name in names:
             image_list = task / "image_splits" / f"{name}.txt"
             if not image_list.is_file():
@@ -138,7 +142,14 @@ class Multi30kSource(CliSource):
             "splits": {ours: {"multi30k_split": name, "languages": list(captions)}
                        for ours, (name, _, captions, _) in self._splits.items()},
             "translation_groups": "line",  # packs made before groups existed have none: not resumed into one
+            "input_files": self._input_files(),
         }
+
+    def _input_files(self) -> dict:
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint([p for _, image_list, captions, _ in self._splits.values()
+                                             for p in (image_list, *captions.values())])
+        return self._fingerprint
 
     @classmethod
     def add_arguments(cls, parser) -> None:

@@ -20,8 +20,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from ._common import (GROUP_BY_CHOICES, existing_dir, existing_file, group_by_option, group_string, id_string, language_option,
-                      split_option, text)
+from ._common import (GROUP_BY_CHOICES, Fields, existing_dir, existing_file, fingerprint, group_by_option,
+                      group_string, language_option, split_option, text)
 from .base import CliSource, FileImage, SourceRecord
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet"}
@@ -60,7 +60,12 @@ class TableSource(CliSource):
                         "image_id": id_column, "caption_id": caption_id_column, "split": split_column}
         if group_column:  # only when given: the columns are part of `describe()`, which a resumed pack compares
             self.columns["group"] = group_column
-        self._table = self._read()
+        self._fingerprint: dict | None = None
+        try:
+            self._table = self._read()
+        except (pa.ArrowException, OSError) as e:  # not a table of this format: one line naming the file
+            message = " ".join(str(e).split())
+            raise ValueError(f"{self.path}: cannot read it as {self.format}: {message[:300]}") from None
         if split_column:
             self._counts = self._split_counts(split_column)
         else:
@@ -117,22 +122,34 @@ class TableSource(CliSource):
                 yield self._record({name: values[i] for name, values in columns.items()}, row + 1, split)
 
     def _record(self, row: dict[str, Any], number: int, split: str) -> SourceRecord:
+        """One row; a cell of the wrong type (a Parquet column of numbers, lists or structs) is the
+        row's defect, named by its column."""
         c = self.columns
-        path = row[c["image"]]
-        caption = row[c["caption"]]
-        image_id = id_string(row[c["image_id"]] if c["image_id"] else path)
+        fields = Fields(f"{self.path.name}, row {number}")
+        path = fields.path(row[c["image"]], f"column {c['image']!r}")
+        caption = fields.text(row[c["caption"]], f"column {c['caption']!r}")
+        if c["image_id"]:
+            image_id = fields.id(row[c["image_id"]], f"column {c['image_id']!r}")
+        else:
+            image_id = path or ""
         if "group" in c:
-            group = group_string(row[c["group"]])
+            group = fields.group(row[c["group"]], f"column {c['group']!r}")
         else:
             group = group_string(image_id) if self.group_by == "image" else None
+        language = fields.language(row.get(c["language"]), f"column {c['language']!r}") if c["language"] in row else None
+        if c["caption_id"]:
+            caption_id = fields.id(row[c["caption_id"]], f"column {c['caption_id']!r}")
+        else:
+            caption_id = f"{self.path.stem}-{number}"
         return SourceRecord(
-            image=FileImage(str(self.image_root / str(path))) if path else None,
+            image=FileImage(str(self.image_root / path)) if path else None,
             caption=text(caption) if isinstance(caption, bytes) else caption,
-            language=row.get(c["language"]) or self.language,
+            language=language or self.language,
             image_id=image_id,
-            caption_id=id_string(row[c["caption_id"]]) if c["caption_id"] else f"{self.path.stem}-{number}",
+            caption_id=caption_id,
             split=split,
             translation_group=group,
+            defect=fields.defect,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -145,7 +162,13 @@ class TableSource(CliSource):
             "split": None if self.columns["split"] else self.split,
             "image_root": str(self.image_root.resolve()),
             **({"group_by": self.group_by} if self.group_by else {}),
+            "input_files": self._input_files(),
         }
+
+    def _input_files(self) -> dict:
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint([self.path])
+        return self._fingerprint
 
     @classmethod
     def add_arguments(cls, parser) -> None:

@@ -21,7 +21,7 @@ class RenderedImage:
     seed: int
     size: int
 
-    def read(self):
+    def read(self, max_bytes: int | None = None):  # a decoded image: no bytes to bound
         return render(Meaning.from_dict(self.scene), self.seed, self.size)
 
 

@@ -194,7 +194,7 @@ class SmalrObjective:
 
         from dist_train.data.shards import iter_shard, list_finished_shards
 
-        for tar in list_finished_shards(Path(self.run.data.shards), self.run.data.split):
+        for tar in list_finished_shards(self.run.data.shards, self.run.data.split):
             for raw in iter_shard(tar):
                 if "features.npy" not in raw:
                     raise ConfigError(f"data.shards = {self.run.data.shards!r}: samples have no image features; "

@@ -78,7 +78,7 @@ def image_feature_statistics(root: str | Path, split: str) -> tuple[torch.Tensor
     from dist_train.data.shards import iter_shard, list_finished_shards
 
     rows, seen = [], set()
-    for tar in list_finished_shards(Path(root), split):
+    for tar in list_finished_shards(root, split):
         for raw in iter_shard(tar):
             image_id = json.loads(raw["json"])["image_id"]
             if image_id in seen or "features.npy" not in raw:

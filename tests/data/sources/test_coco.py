@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 
 import pytest
@@ -162,8 +163,11 @@ def test_from_args_through_a_real_parser(official):
     assert [(r.caption_id, r.language, r.split) for r in src.records("dev")] == [
         ("coco-10", "en", "dev"), ("coco-11", "de", "dev"), ("coco-12", "en", "dev"), ("coco-13", "fr", "dev"),
         ("coco-14", "en", "dev")]
+    st = ann.stat()
     assert src.describe() == {"source": "coco", "annotations": [str(ann.resolve())], "images": [str(images.resolve())],
-                              "split": "dev", "language": "en"}
+                              "split": "dev", "language": "en",
+                              "input_files": {str(ann.resolve()): {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                                                                   "sha256": hashlib.sha256(ann.read_bytes()).hexdigest()}}}
     with pytest.raises(SystemExit):
         parser.parse_args(["--images", str(images)])  # --annotations is required
 

@@ -167,8 +167,13 @@ def test_from_args_through_a_real_parser(shards):
     src = Img2datasetSource.from_args(parser.parse_args(["--input", str(shards), "--language", "FR", "--split", "web"]))
     assert src.splits() == ["web"]
     assert [(r.language, r.split) for r in src.records("web")] == [("fr", "web")] * 5
-    assert src.describe() == {"source": "img2dataset", "language": "fr", "split": "web",
-                              "shards": [str((shards / "00000.tar").resolve()), str((shards / "00001.tar").resolve())]}
+    described = src.describe()
+    files = described.pop("input_files")
+    assert described == {"source": "img2dataset", "language": "fr", "split": "web",
+                         "shards": [str((shards / "00000.tar").resolve()), str((shards / "00001.tar").resolve())]}
+    tar = (shards / "00000.tar").resolve()
+    assert files[str(tar)] == {"size": tar.stat().st_size, "mtime_ns": tar.stat().st_mtime_ns}  # no hash of the images
+    assert set(files[str(tar.with_suffix(".parquet"))]) == {"size", "mtime_ns", "sha256"}
     with pytest.raises(ValueError, match=r"--language: give the captions' language, or --language-field"):
         Img2datasetSource.from_args(parser.parse_args(["--input", str(shards)]))  # one of the two is required
     with pytest.raises(ValueError, match=r"--language: 'und' names no particular language"):

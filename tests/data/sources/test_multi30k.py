@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -145,11 +146,17 @@ def test_from_args_through_a_real_parser(layout):
     assert src.splits() == ["val", "test"]
     assert [r.caption_id for r in src.records("test")] == [
         "multi30k-test_2016_flickr-1-en", "multi30k-test_2016_flickr-2-en"]
-    assert src.describe() == {
+    described = src.describe()
+    files = described.pop("input_files")
+    assert described == {
         "source": "multi30k", "root": str(root.resolve()), "images": str(images.resolve()), "coco_images": None,
         "splits": {"val": {"multi30k_split": "val", "languages": ["en"]},
                    "test": {"multi30k_split": "test_2016_flickr", "languages": ["en"]}},
         "translation_groups": "line",
     }
+    task = (root / "data" / "task1").resolve()
+    assert sorted(Path(p).relative_to(task).as_posix() for p in files) == sorted(
+        f"{kind}/{p.name}" for kind in ("image_splits", "raw") for p in (task / kind).iterdir()
+        if p.name.split(".")[0] in ("val", "test_2016_flickr") and (kind == "image_splits" or ".en" in p.name))
     with pytest.raises(SystemExit):
         parser.parse_args(["--root", str(root)])  # --images is required

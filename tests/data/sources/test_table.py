@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -130,6 +131,8 @@ def test_from_args_through_a_real_parser(tmp_path):
         "columns": {"image": "path", "caption": "cap", "language": "language", "image_id": None,
                     "caption_id": None, "split": "split"},
         "language": "de", "split": None, "image_root": str(tmp_path.resolve()),
+        "input_files": {str(table.resolve()): {"size": 37, "mtime_ns": table.stat().st_mtime_ns,
+                                               "sha256": hashlib.sha256(table.read_bytes()).hexdigest()}},
     }
 
 

@@ -1,0 +1,207 @@
+"""Where datasets live: local folders, or object storage and web URLs through fsspec.
+
+Every path the project reads or writes is made here: `location("shards/x")` is a `pathlib.Path`,
+`location("s3://bucket/x")` (or gs://, https://, any fsspec protocol) a `UPath` with the same API
+(`/`, `.name`, `.read_bytes()`, `.iterdir()`, `.open()`), so the code that lists shards, reads
+manifests and streams tars is the same for both.
+
+Credentials and endpoints come from where each filesystem looks for them (for S3: the AWS
+environment variables, `~/.aws`, instance roles; `AWS_ENDPOINT_URL` for an S3-compatible
+server) and from fsspec's own configuration (`FSSPEC_S3='{"endpoint_url": ...}'`, or files in
+`~/.config/fsspec/`). `set_storage_options` (the `--storage-options` option) adds to fsspec's
+configuration and exports it to the processes this one starts (loader workers, torchrun's workers,
+Ray's tasks). Nothing here logs a storage option.
+
+Writing to object storage keeps the on-disk guarantees: an object becomes visible only when its
+upload completes (S3 PUT and multipart uploads are all-or-nothing), so a shard is written under
+its final key and its manifest, written after it, still marks it finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+PIPE = "pipe:"
+
+
+class StorageError(ValueError):
+    """A URL or storage setting that cannot be used (one line, naming it)."""
+
+
+def is_url(path: str | os.PathLike) -> bool:
+    """True for fsspec URLs other than file:// (s3://, gs://, https://, memory://, ...)."""
+    text = os.fspath(path) if not isinstance(path, str) else path
+    return bool(_URL.match(text)) and not text.startswith("file://")
+
+
+def is_remote(path: Any) -> bool:
+    """True for a location made from a URL (a UPath), False for a local `Path`."""
+    return not isinstance(path, Path)
+
+
+def location(path: str | os.PathLike | Any) -> Path:
+    """A local `Path`, or a `UPath` for a URL (typed as Path: it has the same API); `file://x` is the
+    local path x. A UPath given is returned as it is."""
+    if not isinstance(path, (str, os.PathLike)):
+        return path  # already a UPath
+    path = os.fspath(path)
+    if path.startswith(PIPE):
+        raise StorageError(f"{path!r}: a pipe: command streams one shard; give the dataset folder (a path or URL) "
+                           "here, or pipe: commands as shard URLs")
+    if path.startswith("file://"):
+        return Path(path[len("file://"):])
+    if not is_url(path):
+        return Path(path)
+    from upath import UPath
+
+    protocol = path.split("://", 1)[0].lower()
+    try:
+        return UPath(path)
+    except (ImportError, ValueError) as e:
+        raise StorageError(f"{describe(path)}: no filesystem for {protocol}:// ({_first_line(e)}); "
+                           "install its fsspec package (s3fs for s3://, gcsfs for gs://)") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def set_storage_options(options: str | dict | None, protocol: str | None = None) -> None:
+    """Add filesystem options (a JSON object, or a mapping `{protocol: {...}}` / `{key: value}` for
+    `protocol`) to fsspec's configuration, here and in every process started from here."""
+    if not options:
+        return
+    if isinstance(options, str):
+        try:
+            options = json.loads(options)
+        except json.JSONDecodeError as e:
+            raise StorageError(f"--storage-options: not a JSON object ({e.msg} at character {e.pos})") from None
+    if not isinstance(options, dict):
+        raise StorageError("--storage-options: give a JSON object, e.g. '{\"s3\": {\"endpoint_url\": \"http://...\"}}'")
+    per_protocol = options if protocol is None else {protocol: options}
+    import fsspec.config
+
+    for proto, values in per_protocol.items():
+        if not isinstance(values, dict):
+            raise StorageError(f"--storage-options: the value of {proto!r} must be an object of that filesystem's "
+                               "options, e.g. {\"s3\": {\"endpoint_url\": \"http://127.0.0.1:9000\"}}")
+        proto = proto.lower()
+        fsspec.config.conf.setdefault(proto, {}).update(values)
+        env = f"FSSPEC_{proto.upper()}"
+        merged = {**json.loads(os.environ.get(env, "{}") or "{}"), **values}
+        os.environ[env] = json.dumps(merged)
+
+
+def describe(path: Any) -> str:
+    """A path or URL for messages, without credentials (a URL's user:password@ part is dropped)."""
+    return re.sub(r"://[^/@]*@", "://", str(path))
+
+
+class AtomicFile:
+    """A binary file that appears at `path` only on `commit()`: locally a temporary file beside it,
+    fsynced and renamed; in object storage an upload that completes on commit (`abort()` discards it,
+    so nothing appears)."""
+
+    TMP_MARK = ".tmp-"
+
+    def __init__(self, path: Path):
+        self.path = path
+        if is_remote(path):
+            self._tmp = None
+            self._file = path.fs.open(path.path, "wb")
+        else:
+            self._tmp = Path(path).with_name(f"{Path(path).name}{self.TMP_MARK}{os.getpid()}")
+            self._file = open(self._tmp, "wb")
+
+    def write(self, data) -> int:
+        return self._file.write(data)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def commit(self) -> None:
+        if self._tmp is None:
+            self._file.close()  # completes the upload
+            return
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self._tmp, self.path)
+        fsync_dir(Path(self.path).parent)
+
+    def abort(self) -> None:
+        try:
+            if self._tmp is None:
+                discard = getattr(self._file, "discard", None)
+                if discard is not None:
+                    discard()  # an unfinished (multipart) upload is aborted
+                    self._file.closed = True  # and must not be completed when the object is collected
+                else:
+                    self._file.close()
+                    remove(self.path)
+            else:
+                self._file.close()
+        finally:
+            if self._tmp is not None:
+                self._tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def open_for_write(path: Path) -> Iterator[AtomicFile]:
+    """`AtomicFile(path)`, committed when the block ends without an error and aborted otherwise."""
+    f = AtomicFile(path)
+    try:
+        yield f
+    except BaseException:
+        f.abort()
+        raise
+    f.commit()
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that it appears complete or not at all."""
+    with open_for_write(path) as f:
+        f.write(data)
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def makedirs(path: Path) -> None:
+    """Create a folder (object stores have none: nothing to do there)."""
+    if not is_remote(path):
+        Path(path).mkdir(parents=True, exist_ok=True)
+
+
+def listdir(path: Path) -> list[Path]:
+    """The entries of a folder, [] when it does not exist."""
+    try:
+        if not path.is_dir():
+            return []
+        return list(path.iterdir())
+    except FileNotFoundError:
+        return []
+
+
+def remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
