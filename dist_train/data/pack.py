@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+from concurrent.futures.process import BrokenProcessPool
 import itertools
 import json
 import logging
@@ -77,6 +78,8 @@ REJECT_REASONS = {
     "duplicate_id": "an earlier record of the input has the same caption id (after NFC) or the same shard key",
     "invalid_group": "the translation group is not a string or a number (a list, an object)",
     "duplicate_member": "an input tar repeats a member name, or a sample's members are not contiguous",
+    "worker_crashed": "the process that read and encoded the image died on it (a crash in the image "
+                      "library, or out of memory); only with --workers > 0",
     "malformed_record": "the input record does not have the structure of its format (e.g. an annotation "
                         "that is not a JSON object), or its fields cannot be written",
 }
@@ -296,16 +299,21 @@ class _Encoder:
     """Reads and re-encodes images in a pool of worker processes, results in input order.
 
     One pool serves all splits; at most `4 * workers` chunks are in flight, so memory stays bounded
-    however fast the source yields records.
+    however fast the source yields records. A worker killed by the image library itself (a crash in C
+    code, the kernel's OOM killer) breaks the pool: the pool is made anew, the chunks in flight are
+    sent again, and a chunk whose result was lost is encoded one record at a time in a process of its
+    own, so the record that kills its process is rejected (`worker_crashed`) and the others are kept.
     """
 
     def __init__(self, options: PackOptions):
         self.options = options
         self.settings = options.output_settings()
-        self.pool = None
-        if options.workers > 0:
-            # spawn: the parent may hold threads (progress bars, Arrow), which fork does not copy safely.
-            self.pool = cf.ProcessPoolExecutor(options.workers, mp_context=multiprocessing.get_context("spawn"))
+        self.pool = self._new_pool(options.workers) if options.workers > 0 else None
+
+    @staticmethod
+    def _new_pool(workers: int) -> cf.ProcessPoolExecutor:
+        # spawn: the parent may hold threads (progress bars, Arrow), which fork does not copy safely.
+        return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
     def __enter__(self) -> "_Encoder":
         return self
@@ -313,6 +321,32 @@ class _Encoder:
     def __exit__(self, *exc) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _submit(self, todo: list):
+        if not todo:
+            return None
+        try:
+            return self.pool.submit(_encode_chunk, todo, self.settings)
+        except BrokenProcessPool as e:  # known broken already: the chunk waits for the new pool (`_result`)
+            lost: cf.Future = cf.Future()
+            lost.set_exception(e)
+            return lost
+
+    def _result(self, chunk: list[_Checked], fut, pending: collections.deque) -> list[tuple]:
+        """The chunk's results; after a broken pool, a new pool for what is in flight and this chunk
+        encoded record by record."""
+        if fut is None:
+            return []
+        try:
+            return fut.result()
+        except BrokenProcessPool:
+            log.warning("an image worker process died (a crash in the image library?); finding the record "
+                        "that killed it, one record per process")
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = self._new_pool(self.options.workers)
+            for i, (other, _) in enumerate(pending):
+                pending[i] = (other, self._submit([c.record.image for c in other if c.reject is None]))
+            return _encode_isolated([c.record.image for c in chunk if c.reject is None], self.settings)
 
     def outcomes(self, checked: Iterator[_Checked]) -> Iterator[tuple[_Checked, tuple | None]]:
         """(checked record, encode result or None for records already rejected), in input order."""
@@ -325,18 +359,36 @@ class _Encoder:
         pending: collections.deque = collections.deque()
         try:
             for chunk in chunks:
-                todo = [c.record.image for c in chunk if c.reject is None]
-                pending.append((chunk, self.pool.submit(_encode_chunk, todo, self.settings) if todo else None))
+                pending.append((chunk, self._submit([c.record.image for c in chunk if c.reject is None])))
                 while len(pending) >= 4 * self.options.workers:
                     chunk, fut = pending.popleft()
-                    yield from _match(chunk, fut.result() if fut else [])
+                    yield from _match(chunk, self._result(chunk, fut, pending))
             while pending:
                 chunk, fut = pending.popleft()
-                yield from _match(chunk, fut.result() if fut else [])
+                yield from _match(chunk, self._result(chunk, fut, pending))
         finally:
             for _, fut in pending:
                 if fut is not None:
                     fut.cancel()
+
+
+def _encode_isolated(image_refs: list, settings: dict) -> list[tuple]:
+    """Each image in a one-worker pool of its own making while the last one died: the image whose
+    process dies is rejected, the rest are encoded as usual."""
+    results = []
+    pool = _Encoder._new_pool(1)
+    try:
+        for ref in image_refs:
+            try:
+                results.append(pool.submit(_encode_one, ref, settings).result())
+            except BrokenProcessPool:
+                results.append(("reject", "worker_crashed", "the process reading and encoding this image died "
+                                "(a crash in the image library, or out of memory)"))
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = _Encoder._new_pool(1)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return results
 
 
 def _match(chunk: list[_Checked], results: list[tuple]) -> Iterator[tuple[_Checked, tuple | None]]:

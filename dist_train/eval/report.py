@@ -22,8 +22,9 @@ from .figures import is_figure, is_pair_matrix
 def save_pair_heatmap(matrix: Any, languages: Sequence[str], path: str | Path, title: str = "",
                       colorbar_label: str = "% of positives retrieved", chance: float | None = None,
                       query_axis: str = "Query language", target_axis: str = "Target language",
-                      value_range: tuple[float, float] = (0.0, 100.0)) -> Path:
-    """Draw a query-language x target-language matrix as a PNG (NaN cells blank); returns the path."""
+                      value_range: tuple[float, float] | None = None) -> Path:
+    """Draw a query-language x target-language matrix as a PNG (NaN cells blank); returns the path. The
+    colour scale runs from 0 to the best pair (`heatmap_range`), with chance marked on the colour bar."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,6 +32,7 @@ def save_pair_heatmap(matrix: Any, languages: Sequence[str], path: str | Path, t
 
     values = np.array([[np.nan if v is None else v for v in row] for row in np.asarray(matrix, dtype=object)],
                       dtype=float)
+    value_range = value_range or heatmap_range(values, chance)
     n = len(languages)
     size = max(4.0, 0.45 * n + 2.5)
     fig, ax = plt.subplots(figsize=(size + 1.2, size))
@@ -48,7 +50,10 @@ def save_pair_heatmap(matrix: Any, languages: Sequence[str], path: str | Path, t
                     if not np.isnan(values[i, j]):
                         ax.text(j, i, f"{values[i, j]:.0f}", ha="center", va="center", fontsize=7,
                                 color="white" if values[i, j] < np.mean(value_range) else "black")
-        fig.colorbar(image, ax=ax, label=colorbar_label, fraction=0.046, pad=0.04)
+        bar = fig.colorbar(image, ax=ax, label=colorbar_label, fraction=0.046, pad=0.04)
+        if chance is not None and value_range[0] <= chance <= value_range[1]:
+            bar.ax.axhline(chance, color="red", linewidth=1.5)
+            bar.ax.text(1.6, chance, "chance", color="red", va="center", fontsize=7, transform=bar.ax.get_yaxis_transform())
         fig.tight_layout()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,6 +61,17 @@ def save_pair_heatmap(matrix: Any, languages: Sequence[str], path: str | Path, t
     finally:
         plt.close(fig)
     return path
+
+
+def heatmap_range(values: np.ndarray, chance: float | None = None) -> tuple[float, float]:
+    """0 to the best cell (or chance, if higher), rounded up: a fixed 0-100 scale makes a matrix of a few
+    percent one dark plate, where neither chance nor the best pairs can be told apart."""
+    finite = values[np.isfinite(values)]
+    top = max(float(finite.max()) if finite.size else 0.0, chance or 0.0)
+    if top <= 0:
+        return 0.0, 1.0
+    step = 10 ** np.floor(np.log10(top))
+    return 0.0, float(min(100.0, np.ceil(top / step * 2) / 2 * step))
 
 
 def _number(x: Any) -> str:

@@ -481,22 +481,26 @@ def evaluate(checkpoint: str | Path, shards: str | Path, out: str | Path, split:
 
 
 class _Steps:
-    """The evaluation's steps as one progress bar (and a log line each): some take minutes on large splits."""
+    """The evaluation's steps as one progress bar on a terminal and a log line each: some take minutes on
+    large splits."""
 
     def __init__(self, enabled: bool, total: int):
         from tqdm import tqdm
 
-        # a bar on a terminal (tqdm's disable=None), a log line per step wherever the log goes
         self.bar = tqdm(total=total, desc="eval", unit="step", disable=None if enabled else True, dynamic_ncols=True,
                         bar_format="{desc}: {n_fmt}/{total_fmt} [{elapsed}] {postfix}")
-        self.started = False
+        self.total, self.done, self.started = total, 0, False
 
     def begin(self, what: str) -> None:
         if self.started:
+            self.done += 1
             self.bar.update(1)
         self.started = True
         self.bar.set_postfix_str(what)
-        log.info("eval step %d/%d: %s", self.bar.n + 1, self.bar.total, what)
+        # logged from the first measurement on: the steps before it check the input, and a bad input
+        # ends in its one error line alone
+        log.log(logging.INFO if self.done >= 2 else logging.DEBUG, "eval step %d/%d: %s", self.done + 1,
+                self.total, what)
 
     def close(self) -> None:
         if self.started:

@@ -35,12 +35,21 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
+    # adamw (torch's AdamW on CPU, DeepSpeed's fused Adam on GPUs), lamb (DeepSpeed's fused LAMB, for very
+    # large contrastive batches) or onebitadam (DeepSpeed's 1-bit Adam: compressed communication after
+    # `onebit_freeze_steps` of plain Adam); the last two need GPUs
+    name: str = "adamw"
+    onebit_freeze_steps: int = 100
     lr: float = 1e-4
     weight_decay: float = 0.01
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     warmup_steps: int = 50
     min_lr_ratio: float = 0.0  # cosine decays to lr * min_lr_ratio at the last step
+
+
+# optim.name -> DeepSpeed's optimizer type
+OPTIMIZERS = {"adamw": "AdamW", "lamb": "Lamb", "onebitadam": "OneBitAdam"}
 
 
 @dataclass
@@ -114,6 +123,8 @@ def validate(cfg: TrainConfig) -> None:
             d.language_temperature, "must be positive or null")
     require(bool(str(d.split).strip()), "data.split", d.split, "name the training split")
     o = cfg.optim
+    require(o.name in OPTIMIZERS, "optim.name", o.name, f"use one of {', '.join(OPTIMIZERS)}")
+    require(o.onebit_freeze_steps >= 0, "optim.onebit_freeze_steps", o.onebit_freeze_steps, "must be >= 0")
     require(o.lr > 0, "optim.lr", o.lr, "must be positive")
     require(o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, "must be >= 0")
     require(len(o.betas) == 2, "optim.betas", list(o.betas), "give two values")

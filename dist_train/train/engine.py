@@ -60,6 +60,14 @@ def setup_process_group() -> tuple[int, int, torch.device]:
     return dist.get_rank(), dist.get_world_size(), device
 
 
+# the columns of TensorBoard's HPARAMS tab (the tags a model does not log stay empty)
+HPARAM_METRICS = ["loss/total", "eval/sentence_translation", "eval/cross_modal_mean_recall", "eval/mean_recall_A"]
+
+# what the experiment config decides; a DeepSpeed JSON that sets them too is overruled (with a warning)
+EXPERIMENT_DS_KEYS = ("optimizer", "scheduler", "train_batch_size", "train_micro_batch_size_per_gpu",
+                      "gradient_accumulation_steps")
+
+
 def deepspeed_config(cfg: TrainConfig, total_steps: int, world_size: int, micro_batches: int = 1) -> dict[str, Any]:
     """The engine's JSON from configs/deepspeed plus what this experiment decides (batch, optimizer, schedule).
 
@@ -71,11 +79,17 @@ def deepspeed_config(cfg: TrainConfig, total_steps: int, world_size: int, micro_
     path = find_config(cfg.deepspeed.config)  # or the shipped file of that name (configs/deepspeed/zero2.json)
     if not path.is_file():
         raise TrainError(f"deepspeed.config: file not found: {path}")
-    ds = json.loads(path.read_text())
-    for key in ("optimizer", "scheduler", "train_batch_size", "train_micro_batch_size_per_gpu"):
-        if key in ds:
-            raise TrainError(f"{path} sets '{key}': batch sizes, optimizer and schedule belong to the experiment "
-                             "config (data.batch_size, optim.*); remove it from the DeepSpeed JSON")
+    try:
+        ds = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise TrainError(f"deepspeed.config: {path} is not JSON ({e})") from None
+    if not isinstance(ds, dict):
+        raise TrainError(f"deepspeed.config: {path} must hold a JSON object")
+    # a full ds_config of one's own is accepted: what the experiment decides replaces it, said once
+    replaced = [key for key in EXPERIMENT_DS_KEYS if key in ds]
+    if replaced and (not dist.is_initialized() or dist.get_rank() == 0):
+        log.warning("%s sets %s: the experiment config decides these (data.batch_size, optim.*), its values "
+                    "replace the file's", path, ", ".join(replaced))
     if cfg.deepspeed.zero_stage is not None:
         ds.setdefault("zero_optimization", {})["stage"] = cfg.deepspeed.zero_stage
     if cfg.deepspeed.precision is not None:
@@ -86,9 +100,18 @@ def deepspeed_config(cfg: TrainConfig, total_steps: int, world_size: int, micro_
     ds["train_micro_batch_size_per_gpu"] = cfg.data.batch_size // micro_batches
     ds["gradient_accumulation_steps"] = micro_batches
     ds["train_batch_size"] = cfg.data.batch_size * world_size
-    ds["optimizer"] = {"type": "AdamW", "params": {"lr": cfg.optim.lr, "betas": list(cfg.optim.betas),
-                                                   "eps": cfg.optim.eps, "weight_decay": cfg.optim.weight_decay}}
-    if not torch.cuda.is_available():
+    from dist_train.train.config import OPTIMIZERS
+
+    ds["optimizer"] = {"type": OPTIMIZERS[cfg.optim.name], "params": {
+        "lr": cfg.optim.lr, "betas": list(cfg.optim.betas), "eps": cfg.optim.eps,
+        "weight_decay": cfg.optim.weight_decay}}
+    if cfg.optim.name != "adamw" and not torch.cuda.is_available():
+        raise TrainError(f"optim.name={cfg.optim.name}: DeepSpeed's {OPTIMIZERS[cfg.optim.name]} runs on GPUs only "
+                         "(a fused CUDA kernel / compressed NCCL communication); use optim.name=adamw here")
+    if cfg.optim.name == "onebitadam":
+        ds["optimizer"]["params"].update({"freeze_step": cfg.optim.onebit_freeze_steps, "cuda_aware": False,
+                                          "comm_backend_name": "nccl"})
+    if cfg.optim.name == "adamw" and not torch.cuda.is_available():
         # DeepSpeed's CPU build of FusedAdam keeps beta**t in C++ process state as a running product
         # (beta**t = beta**(t-1) * beta) and a new process starts it from pow(beta, t): the rounding
         # differs at some steps (a resume after step 2, 5, 8 or 11 gives other updates), and no checkpoint
@@ -182,6 +205,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         ckpt.set_rng_state(rank_state["rng"])
         generator.set_state(rank_state["generator"])
     tb = TensorBoardLogger(out / "tb", enabled=rank == 0)
+    tb.hparams(to_dict(cfg), HPARAM_METRICS)
     if rank == 0:
         log.info("training %s: %d steps (%d per epoch), %d processes x batch %d, ZeRO stage %s, from step %d",
                  cfg.model, total_steps, steps_per_epoch, world_size, cfg.data.batch_size,

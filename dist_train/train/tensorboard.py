@@ -33,6 +33,17 @@ class TensorBoardLogger:
                 log.warning("step %d: not logged to TensorBoard (no value): %s", step, ", ".join(left_out))
         return left_out
 
+    def hparams(self, config: Mapping[str, Any], metrics: list[str]) -> None:
+        """The run's settings in TensorBoard's HPARAMS tab (one row per run folder: a sweep's runs side by
+        side), with `metrics`, scalar tags this run logs, as its columns."""
+        if self.writer is None:
+            return
+        from torch.utils.tensorboard.summary import hparams
+
+        flat = flatten_settings(config)
+        for summary in hparams(flat, {tag: 0.0 for tag in metrics}):
+            self.writer.file_writer.add_summary(summary)
+
     def histogram(self, tag: str, values: Any, step: int) -> None:
         if self.writer is not None:
             self.writer.add_histogram(tag, np.asarray(values, dtype=np.float32), step)
@@ -57,3 +68,18 @@ class TensorBoardLogger:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def flatten_settings(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"optim": {"lr": 1e-3}} -> {"optim.lr": 1e-3}: numbers, strings and booleans as they are, lists and
+    None as text (what TensorBoard's hparams take)."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_settings(value, f"{name}."))
+        elif isinstance(value, (bool, int, float, str)):
+            flat[name] = value
+        else:
+            flat[name] = str(value)
+    return flat

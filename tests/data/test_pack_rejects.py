@@ -55,6 +55,26 @@ def deadline():
 # ------------------------------------------------------------------------------------------- images
 
 
+class CrashingImage:
+    """An image whose reading kills the process, as a crash inside a C decoder does (os._exit: no Python
+    exception, no cleanup)."""
+
+    def read(self):
+        os._exit(70)
+
+
+def test_an_image_that_kills_its_worker_process_is_rejected_and_the_others_are_kept(tmp_path):
+    records = [rec(i, BytesImage(jpeg_bytes(colour=(i * 9 % 255, 10, 10)))) for i in range(40)]
+    records[13].image = CrashingImage()
+    records[27].image = CrashingImage()
+    summary, rejects = _pack(tmp_path, records, workers=2, chunk_size=4)
+    assert rejects == {"cap13": ("worker_crashed", rejects["cap13"][1]), "cap27": ("worker_crashed", rejects["cap27"][1])}
+    assert "died" in rejects["cap13"][1]
+    written = [s.caption_id for s in written_samples(tmp_path / "out", "train")]
+    assert written == [f"cap{i}" for i in range(40) if i not in (13, 27)]  # every other record, in input order
+
+
+
 @pytest.mark.parametrize("workers", [0, 1], ids=["inline", "worker"])
 def test_an_image_too_wide_for_jpeg_is_a_reject_and_max_side_lets_it_through(tmp_path, workers):
     wide = _png(Image.new("L", (70_000, 1), 128))

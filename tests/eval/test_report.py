@@ -61,3 +61,14 @@ def test_markdown_has_every_figure_beside_its_chance(tmp_path):
     assert "| query \\ target | de | en | ja |" in text and f"| de | – | {cell} |" in text
     assert "![sentence translation](pairs.png)" in text
     assert "- num queries: 36" in text and "- human languages: ['en']" in text
+
+
+def test_heatmap_scale_runs_from_zero_to_the_best_pair_and_holds_chance():
+    import numpy as np
+
+    from dist_train.eval.report import heatmap_range
+
+    assert heatmap_range(np.array([[1.2, 3.7], [np.nan, 0.4]]), chance=1.0) == (0.0, 4.0)
+    assert heatmap_range(np.array([[43.0, 99.0]]), chance=1.0) == (0.0, 100.0)
+    assert heatmap_range(np.array([[np.nan, 2.0]]), chance=4.2) == (0.0, 4.5)  # chance above every pair
+    assert heatmap_range(np.array([[0.0]])) == (0.0, 1.0)

@@ -84,6 +84,15 @@ def test_two_process_zero2_run_checkpoints_logs_and_learns(zero2_run):
     assert "eval/sentence_translation_pairs" in acc.Tags()["images"]
     assert "eval/alpha" in acc.Tags()["histograms"]
     assert (out / "tb" / "projector_config.pbtxt").is_file()
+    # the run's settings in the HPARAMS tab, with the headline metrics as its columns
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = acc.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert start.hparams["optim.lr"].number_value == pytest.approx(0.0005)
+    assert start.hparams["data.batch_size"].number_value == 8 and start.hparams["model"].string_value == "globetrotter"
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    assert "eval/sentence_translation" in {m.name.tag for m in experiment.metric_infos}
     # rank 0's log also lands in OUT/out.log, with the step out of the total, the percentage and an ETA
     log = (out / "out.log").read_text()
     assert f"step 2/{STEPS} (16%), ETA " in log and f"step {STEPS}/{STEPS} (100%): cloze " in log

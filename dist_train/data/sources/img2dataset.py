@@ -186,7 +186,9 @@ class Img2datasetSource(CliSource):
             info = {}
         info = info if isinstance(info, dict) else {}
         language = fields.language(self._field(path, key, info, self.language_field), self.language_field or "")
-        url = info.get("url")
+        # img2dataset's own fields (url, status, sizes, exif, sha256, ...) and the input's extra columns, as
+        # it stored them; the caption is the sample's text already
+        meta = {k: v for k, v in info.items() if k != "caption"}
         return SourceRecord(
             image=BytesImage(image) if image is not None else None,
             caption=text(sample["txt"]) if "txt" in sample else None,
@@ -194,7 +196,7 @@ class Img2datasetSource(CliSource):
             image_id=fields.id(info.get("key") or key, "key"),
             caption_id=f"{path.stem}-{key}",
             split=self.split,
-            meta={"url": url} if isinstance(url, str) else {},
+            meta=meta,
             translation_group=fields.group(self._field(path, key, info, self.group_field), self.group_field or ""),
             defect=fields.defect,
         )
