@@ -14,7 +14,7 @@ import types
 import typing
 from dataclasses import fields, is_dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, TypeVar, Union
+from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar, Union
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -157,17 +157,24 @@ def _load_file(path: Path) -> DictConfig:
     return loaded
 
 
-def check_finite(node: Any, key: str = "") -> None:
-    """Raise ConfigError naming the first key anywhere in a plain config tree whose value is NaN or
-    infinite (`optim.lr=inf` trains a model of NaNs without a single error otherwise)."""
+def config_leaves(node: Any, key: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) for every plain value of a config tree: `optim.lr`, `optim.betas[0]`."""
     if isinstance(node, Mapping):
         for k, v in node.items():
-            check_finite(v, f"{key}.{k}" if key else str(k))
+            yield from config_leaves(v, f"{key}.{k}" if key else str(k))
     elif isinstance(node, (list, tuple)):
         for i, v in enumerate(node):
-            check_finite(v, f"{key}[{i}]")
-    elif isinstance(node, float) and not math.isfinite(node):
-        raise ConfigError(f"config key '{key}' = {node!r}: must be a finite number")
+            yield from config_leaves(v, f"{key}[{i}]")
+    else:
+        yield key, node
+
+
+def check_finite(node: Any) -> None:
+    """Raise ConfigError naming the first key anywhere in a plain config tree whose value is NaN or
+    infinite (`optim.lr=inf` trains a model of NaNs without a single error otherwise)."""
+    for key, value in config_leaves(node):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"config key '{key}' = {value!r}: must be a finite number")
 
 
 def _simple_type(hint: Any) -> tuple[type, bool] | None:

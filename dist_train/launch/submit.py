@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from dist_train.config import ConfigError, find_config, load_config, to_dict
+from dist_train.config import ConfigError, config_leaves, find_config, load_config, to_dict
 from dist_train.launch.executor import SlurmOptions, check_text, make_executor, sbatch_script, validate_options
 from dist_train.launch.sweep import point_name, sweep_points
 from dist_train.storage import location
@@ -52,17 +52,9 @@ def check_inputs(config: Path | None, overrides: list[str], job_dir: Path | None
 
 def check_config_values(cfg: Any, where: str) -> None:
     """Every text value of a loaded config (the config file's and the overrides') on one line, named by key."""
-    def walk(value: Any, key: str) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(v, f"{key}.{k}" if key else str(k))
-        elif isinstance(value, (list, tuple)):
-            for i, v in enumerate(value):
-                walk(v, f"{key}[{i}]")
-        elif isinstance(value, str):
+    for key, value in config_leaves(to_dict(cfg)):
+        if isinstance(value, str):
             check_text(f"{where}: config key {key}", value)
-
-    walk(to_dict(cfg), "")
 
 
 def plan_train_runs(config: Path | None, overrides: list[str], sweep: list[str], sweep_file: Path | None) -> list[Run]:
