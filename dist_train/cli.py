@@ -589,6 +589,16 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    except Exception as e:
+        from .storage import storage_failure
+
+        if not storage_failure(e):
+            raise
+        # a store that cannot be reached or used, a file that cannot be read: one line, not a traceback
+        log.debug("error", exc_info=True)
+        text = " ".join(str(e).split()) or type(e).__name__
+        print(f"dist-train {args.command}: error: {type(e).__name__}: {text}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

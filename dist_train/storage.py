@@ -22,9 +22,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 PIPE = "pipe:"
@@ -73,9 +72,9 @@ def _first_line(e: BaseException) -> str:
     return text[0] if text else type(e).__name__
 
 
-def set_storage_options(options: str | dict | None, protocol: str | None = None) -> None:
-    """Add filesystem options (a JSON object, or a mapping `{protocol: {...}}` / `{key: value}` for
-    `protocol`) to fsspec's configuration, here and in every process started from here."""
+def set_storage_options(options: str | dict | None) -> None:
+    """Add filesystem options, `{protocol: {key: value}}` as a mapping or JSON text, to fsspec's
+    configuration, here and in every process started from here."""
     if not options:
         return
     if isinstance(options, str):
@@ -85,10 +84,9 @@ def set_storage_options(options: str | dict | None, protocol: str | None = None)
             raise StorageError(f"--storage-options: not a JSON object ({e.msg} at character {e.pos})") from None
     if not isinstance(options, dict):
         raise StorageError("--storage-options: give a JSON object, e.g. '{\"s3\": {\"endpoint_url\": \"http://...\"}}'")
-    per_protocol = options if protocol is None else {protocol: options}
     import fsspec.config
 
-    for proto, values in per_protocol.items():
+    for proto, values in options.items():
         if not isinstance(values, dict):
             raise StorageError(f"--storage-options: the value of {proto!r} must be an object of that filesystem's "
                                "options, e.g. {\"s3\": {\"endpoint_url\": \"http://127.0.0.1:9000\"}}")
@@ -97,6 +95,16 @@ def set_storage_options(options: str | dict | None, protocol: str | None = None)
         env = f"FSSPEC_{proto.upper()}"
         merged = {**json.loads(os.environ.get(env, "{}") or "{}"), **values}
         os.environ[env] = json.dumps(merged)
+
+
+# the packages whose exceptions say a store could not be reached or used (no endpoint, no credentials,
+# access denied): bad input or set-up for the command line, not a bug
+_STORAGE_MODULES = ("botocore", "aiobotocore", "s3fs", "gcsfs", "google.", "aiohttp", "fsspec", "upath")
+
+
+def storage_failure(exc: BaseException) -> bool:
+    """An error of reaching or using a store (or any OS-level I/O error), as opposed to a bug."""
+    return isinstance(exc, OSError) or type(exc).__module__.startswith(_STORAGE_MODULES)
 
 
 def describe(path: Any) -> str:
@@ -145,7 +153,7 @@ class AtomicFile:
                     self._file.closed = True  # and must not be completed when the object is collected
                 else:
                     self._file.close()
-                    remove(self.path)
+                    self.path.unlink(missing_ok=True)
             else:
                 self._file.close()
         finally:
@@ -153,22 +161,15 @@ class AtomicFile:
                 self._tmp.unlink(missing_ok=True)
 
 
-@contextmanager
-def open_for_write(path: Path) -> Iterator[AtomicFile]:
-    """`AtomicFile(path)`, committed when the block ends without an error and aborted otherwise."""
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that it appears complete or not at all."""
     f = AtomicFile(path)
     try:
-        yield f
+        f.write(data)
     except BaseException:
         f.abort()
         raise
     f.commit()
-
-
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that it appears complete or not at all."""
-    with open_for_write(path) as f:
-        f.write(data)
 
 
 def fsync_dir(path: Path) -> None:
@@ -199,9 +200,3 @@ def listdir(path: Path) -> list[Path]:
     except FileNotFoundError:
         return []
 
-
-def remove(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass

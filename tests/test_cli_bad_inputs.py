@@ -213,3 +213,22 @@ def test_bad_input_ends_in_one_line_with_nothing_created(case, tmp_path, capfd, 
 def test_there_are_at_least_thirty_cases():
     assert len(CASES) >= 30
     assert len({fragment for _, _, fragment in CASES.values()}) == len(CASES)
+
+
+def test_a_store_that_cannot_be_reached_ends_in_one_line(tmp_path):
+    """A URL whose endpoint refuses the connection (or whose credentials are refused) is bad set-up, not a
+    bug: one line with the storage library's own error, exit 2. Run as a subprocess: the filesystem
+    instances of this process may already point at the test server."""
+    import os
+
+    from tests.conftest import run_cli
+
+    pytest.importorskip("s3fs")
+    env = {**os.environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_ACCESS_KEY_ID": "x",
+           "AWS_SECRET_ACCESS_KEY": "y", "AWS_MAX_ATTEMPTS": "1"}
+    for args in (["shards", "stats", "s3://nobucket/x"], ["pack", "world", "--preset", "tiny", "--out", "s3://nobucket/x"]):
+        proc = run_cli("-q", *args, check=False, env=env, cwd=tmp_path, timeout=300)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        (line,) = proc.stderr.strip().splitlines()
+        assert line.startswith(f"dist-train {args[0]}: error: EndpointConnectionError: Could not connect"), line
+    assert list(tmp_path.iterdir()) == []

@@ -26,7 +26,6 @@ from .shards import (
     list_finished_shards,
     manifest_path,
     read_manifest,
-    read_shard_info,
 )
 
 SIZES_FILE = "sizes.json"
@@ -47,14 +46,13 @@ def write_split_index(root: Path, split: str) -> dict[str, int]:
     """`root/<split>/sizes.json` ({tar name: samples}) and `root/<split>.parquet` (the split's manifests as one
     table, in shard order, with a `shard` column); returns the sizes."""
     root = location(root)
-    tars = list_finished_shards(root, split)
-    sizes = {t.name: read_shard_info(manifest_path(t)).num_samples for t in tars}
+    sizes, tables = {}, []
+    for t in list_finished_shards(root, split):  # one read of each manifest: a row per sample
+        table = read_manifest(manifest_path(t)).replace_schema_metadata(None)
+        sizes[t.name] = table.num_rows
+        tables.append(table.append_column("shard", pa.array([t.name] * table.num_rows, pa.string())))
     makedirs(root / split)
     _put(root / split / SIZES_FILE, (json.dumps(sizes, indent=2) + "\n").encode())
-    tables = []
-    for t in tars:
-        table = read_manifest(manifest_path(t)).replace_schema_metadata(None)
-        tables.append(table.append_column("shard", pa.array([t.name] * table.num_rows, pa.string())))
     schema = MANIFEST_SCHEMA.append(pa.field("shard", pa.string()))
     combined = pa.concat_tables([t.cast(schema) for t in tables]) if tables else schema.empty_table()
     buf = io.BytesIO()
