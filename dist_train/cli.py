@@ -47,6 +47,23 @@ def _size(text: str) -> int:
     return int(float(m[1]) * 1024 ** " kmgt".index(m[2] or " "))
 
 
+def _path_or_url(text: str) -> str:
+    """A local path or a URL, checked as `_location` does, kept as text (the command stages URLs itself)."""
+    _location(text)
+    return text[len("file://"):] if text.startswith("file://") else text
+
+
+def _shard_spec(text: str):
+    """A dataset folder, one shard, a brace pattern of shards (a path or URL), or a `pipe:` command (what
+    the user typed runs, as webdataset's pipe: URLs do; never a value read from a file)."""
+    from .data.verify import is_shard_pattern
+    from .storage import PIPE
+
+    if text.startswith(PIPE) or is_shard_pattern(text):
+        return text
+    return _location(text)
+
+
 def _location(text: str):
     """A path or URL (s3://bucket/x, gs://, https://, file://): a local Path, or a UPath for a URL."""
     from .storage import StorageError, location
@@ -115,6 +132,11 @@ def cmd_pack(args) -> int:
 
 def cmd_verify(args) -> int:
     from .data.verify import verify_dataset
+    from .storage import PIPE
+
+    if isinstance(args.path, str) and args.path.startswith(PIPE):
+        raise ValueError(f"{args.path}: verify checks each shard against its manifest beside it; give the shard's "
+                         "path or URL (or a brace pattern of them); `shards inspect` reads pipe: commands")
 
     report = verify_dataset(args.path, decode_images=args.decode, workers=args.workers, progress=not args.quiet)
     for problem in report.problems:
@@ -135,9 +157,9 @@ def cmd_inspect(args) -> int:
     from .data.shards import iter_shard
     from .data.verify import printable, shard_paths
 
-    tars = shard_paths(args.path)
+    tars = [args.path] if str(args.path).startswith("pipe:") else shard_paths(args.path)
     if args.split:
-        tars = [t for t in tars if t.parent.name == args.split]
+        tars = [t for t in tars if isinstance(t, str) or t.parent.name == args.split]
     if not tars:
         print(f"no shards under {args.path}", file=sys.stderr)
         return 1
@@ -152,7 +174,7 @@ def cmd_inspect(args) -> int:
             prov = s.provenance
             origin = prov.origin + (f" from {prov.source_language} by {prov.translator}" if prov.translator else "")
             # captions and metadata are the dataset's text: escaped, so that none can drive the terminal
-            print(printable(f"{tar.name} {s.key}  [{s.language}, {s.split}, {s.width}x{s.height}, {origin}]"))
+            print(printable(f"{getattr(tar, 'name', 'pipe')} {s.key}  [{s.language}, {s.split}, {s.width}x{s.height}, {origin}]"))
             print(f"    {printable(s.caption)}")
             if args.meta:
                 print(f"    meta: {printable(json.dumps(s.meta, ensure_ascii=False))}")
@@ -251,16 +273,24 @@ def cmd_train(args) -> int:
     if args.nproc_per_node < 1:
         raise ValueError(f"--nproc-per-node {args.nproc_per_node}: must be at least 1")
     cfg = load_train_config(str(args.config) if args.config else None, list(args.overrides))
+    from .config import apply_storage_options, to_dict, without_storage_secrets
+
     if args.print_config:  # the whole resolved config, every default included; nothing is run
         from omegaconf import OmegaConf
 
-        print(OmegaConf.to_yaml(cfg), end="")
+        print(OmegaConf.to_yaml(OmegaConf.create(without_storage_secrets(to_dict(cfg)))), end="")
         return 0
+    apply_storage_options(cfg)
     ensure_training_data(cfg)
     already_launched = "RANK" in os.environ or "SLURM_PROCID" in os.environ
     if args.nproc_per_node > 1 and not already_launched:
+        from .storage import is_url
+        from .train.config import run_dir
         from .train.engine import preflight
+        from .train.remote_run import RemoteRun
 
+        if is_url(cfg.out_dir):  # a run in object storage: staged here first, so that preflight sees it
+            RemoteRun(cfg.out_dir, run_dir(cfg)).pull(cfg.checkpoint.resume_from)
         preflight(cfg)  # here, not in each worker: one line, before any process starts
         # torchrun run by our own launcher: on loopback only, and a failed worker ends it in one line
         # (dist_train.launch.worker is dist_train.train.main, quiet on the ranks that only saw a peer go).
@@ -279,31 +309,104 @@ def cmd_train(args) -> int:
     from .train.engine import train
 
     result = train(cfg)
-    print(f"trained to step {result['step']}; checkpoints: {Path(cfg.out_dir) / 'checkpoints'}; "
-          f"TensorBoard: tensorboard --logdir {Path(cfg.out_dir) / 'tb'}")
+    from .train.config import run_dir
+
+    print(f"trained to step {result['step']}; checkpoints: {cfg.out_dir.rstrip('/')}/checkpoints; "
+          f"TensorBoard: tensorboard --logdir {run_dir(cfg) / 'tb'}")
     return 0
 
 
-def cmd_export(args) -> int:
-    from .train.export import export
+class _local_copy:
+    """`with _local_copy(path) as local:` a run, checkpoints, step or export folder on local disk: the path
+    itself, or what loading reads of it downloaded from a URL into a temporary folder."""
 
-    out = export(args.checkpoints, args.out, tag=args.tag, force=args.force)
-    print(f"wrote {out / 'model.safetensors'} and {out / 'config.yaml'}")
+    def __init__(self, path: str):
+        self.path, self._tmp = str(path), None
+
+    def __enter__(self) -> Path:
+        from .storage import is_url
+
+        if not is_url(self.path):
+            return Path(self.path)
+        import tempfile
+
+        from .train.remote_run import fetch_for_loading
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="dist-train-checkpoint-")
+        return fetch_for_loading(self.path, self._tmp.name)
+
+    def __exit__(self, *exc) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def cmd_export(args) -> int:
+    from .storage import is_url, listdir, location, staged_folder
+    from .train.export import ExportError, export
+
+    if is_url(args.out) and listdir(location(args.out)) and not args.force:
+        raise ExportError(f"{args.out} is not empty; pass --force to replace the export in it, or give an empty folder")
+    with _local_copy(args.checkpoints) as checkpoints, staged_folder(args.out) as local_out:
+        export(checkpoints, local_out, tag=args.tag, force=args.force)
+    print(f"wrote {args.out.rstrip('/')}/model.safetensors and {args.out.rstrip('/')}/config.yaml")
     return 0
 
 
 def cmd_eval(args) -> int:
     from .eval.run import evaluate, summary_line
+    from .storage import staged_folder
 
-    metrics = evaluate(args.checkpoint, args.shards, args.out, split=args.split, batch_size=args.batch_size,
-                       human_languages=args.human_languages.split(",") if args.human_languages else None,
-                       word_translation=not args.no_word_translation, csls=args.csls,
-                       word_representation=args.word_representation, word_alignment=args.word_alignment,
-                       progress=not args.quiet)
+    with _local_copy(args.checkpoint) as checkpoint, staged_folder(args.out) as out:
+        from .train.export import model_name
+
+        if model_name(checkpoint) == "pivot":  # a captioner: Table 1 of visual pivoting
+            from .eval.pivot import PivotSettings, evaluate_pivot
+            from .eval.pivot import summary_line as pivot_summary
+
+            settings = None
+            if args.pivot_steps is not None or args.pivot_lr is not None:
+                from .train.export import run_objective
+
+                settings = PivotSettings.of_run(run_objective(checkpoint), steps=args.pivot_steps, lr=args.pivot_lr,
+                                                batch_size=args.batch_size)
+            pairs = [tuple(p.split("-", 1)) for p in args.pairs.split(",")] if args.pairs else None
+            metrics = evaluate_pivot(checkpoint, args.shards, out, split=args.split, pairs=pairs, settings=settings,
+                                     meteor=not args.no_meteor, progress=not args.quiet)
+            print(pivot_summary(metrics))
+            where = args.out.rstrip("/")
+            print(f"wrote {where}/metrics.json and {where}/report.md")
+            return 0
+        metrics = evaluate(checkpoint, args.shards, out, split=args.split, batch_size=args.batch_size,
+                           human_languages=args.human_languages.split(",") if args.human_languages else None,
+                           word_translation=not args.no_word_translation, csls=args.csls,
+                           word_representation=args.word_representation, word_alignment=args.word_alignment,
+                           progress=not args.quiet)
+        heatmaps = [name for name in ("sentence_translation_pairs.png", "word_translation_pairs.png")
+                    if (out / name).is_file()]
     print(summary_line(metrics))
-    heatmaps = [args.out / name for name in ("sentence_translation_pairs.png", "word_translation_pairs.png")
-                if (args.out / name).is_file()]
-    print(f"wrote {args.out / 'metrics.json'}, {args.out / 'report.md'} and {', '.join(map(str, heatmaps))}")
+    where = args.out.rstrip("/")
+    print(f"wrote {where}/metrics.json, {where}/report.md and {', '.join(f'{where}/{h}' for h in heatmaps)}")
+    return 0
+
+
+def cmd_caption(args) -> int:
+    from .eval.pivot import PivotSettings, caption
+
+    from .train.export import run_objective
+
+    with _local_copy(args.checkpoint) as checkpoint:
+        settings = None
+        if args.steps is not None or args.lr is not None or args.beam_size is not None:
+            settings = PivotSettings.of_run(run_objective(checkpoint), steps=args.steps, lr=args.lr,
+                                            beam_size=args.beam_size)
+        result = caption(checkpoint, args.lang, image=args.image, given=args.given, given_lang=args.given_lang,
+                         settings=settings, vocab_file=args.vocab)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        from .data.verify import printable
+
+        print(printable(result["caption"]))
     return 0
 
 
@@ -344,7 +447,8 @@ def cmd_demo(args) -> int:
     from .demo import run_demo
 
     return run_demo(preset=args.preset, shards_root=args.shards_root, workers=args.workers, progress=not args.quiet,
-                    runs_root=args.runs_root, processes=args.processes, smalr=not args.no_smalr)
+                    runs_root=args.runs_root, processes=args.processes, smalr=not args.no_smalr,
+                    pivot=not args.no_pivot)
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -401,7 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-root", type=Path, default=Path("runs"), help="where training runs are written")
     p.add_argument("--processes", type=int, default=2, help="training processes (gloo on CPU)")
     p.add_argument("--workers", type=int, help="image encoding processes (default: all cores)")
-    p.add_argument("--no-smalr", action="store_true", help="stop after Globetrotter (skip the SMALR stage)")
+    p.add_argument("--no-smalr", action="store_true", help="skip the SMALR stage")
+    p.add_argument("--no-pivot", action="store_true", help="skip the visual-pivoting stage")
     p.set_defaults(func=cmd_demo)
 
     p = _parser(sub, "pack", "pack a dataset into WebDataset shards",
@@ -511,8 +616,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _parser(sub, "export", "write a checkpoint's fp32 weights as safetensors with the model config",
                 "dist-train export runs/tiny/checkpoints runs/tiny/export")
-    p.add_argument("checkpoints", type=Path, help="the run's checkpoints folder")
-    p.add_argument("out", type=Path, help="output folder (model.safetensors, config.yaml, spm.model)")
+    p.add_argument("checkpoints", type=_path_or_url, help="the run's checkpoints folder (a path or a URL)")
+    p.add_argument("out", type=_path_or_url, help="output folder (model.safetensors, config.yaml, spm.model; a path or a URL)")
     p.add_argument("--tag", help="a checkpoint tag (default: the latest complete one)")
     p.add_argument("--force", action="store_true", help="replace the export in a non-empty output folder")
     p.set_defaults(func=cmd_export)
@@ -524,10 +629,16 @@ def build_parser() -> argparse.ArgumentParser:
                 "language pair and over pairs of languages that share no script), word translation recall@10\n"
                 "before and after Procrustes alignment, and image-text recall per language (with CLC-A/CLC-C\n"
                 "when the captions carry translated queries), each figure beside its chance level. Writes\n"
-                "OUT/metrics.json, OUT/report.md and the language-pair heatmaps.")
-    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoints folder, one step folder, or export")
+                "OUT/metrics.json, OUT/report.md and the language-pair heatmaps.\n\n"
+                "A pivot captioner (model: pivot) gets the visual-pivoting table instead: BLEU-4, ROUGE-L, CIDEr\n"
+                "and METEOR of image -> a, image + b -> a and b -> a (feedback propagation) with the noise-image\n"
+                "and retrieval baselines, for each language pair:\n"
+                "  dist-train eval --checkpoint runs/pivot-demo/checkpoints --shards shards/world-pivot \\\n"
+                "      --out runs/pivot-demo/eval --pairs en-de")
+    p.add_argument("--checkpoint", type=_path_or_url, required=True,
+                   help="checkpoints folder, one step folder, or export (a path or a URL)")
     p.add_argument("--shards", type=_location, required=True, help="preprocessed dataset folder (a path or a URL)")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--out", type=_path_or_url, required=True, help="output folder (a path or a URL)")
     p.add_argument("--split", default="test", help="split to evaluate")
     p.add_argument("--batch-size", type=int, default=128, help="sentences or images per forward pass")
     p.add_argument("--human-languages", help="comma-separated languages with human captions (SMALR's HA average)")
@@ -538,18 +649,45 @@ def build_parser() -> argparse.ArgumentParser:
                    help="word translation: multi-language generalised Procrustes or one map per language pair")
     p.add_argument("--no-word-translation", action="store_true",
                    help="skip word translation (generalised Procrustes grows with languages x hidden size)")
+    p.add_argument("--pairs", help="pivot captioners: language pairs of Table 1, e.g. en-de,en-fr (default: every pair)")
+    p.add_argument("--pivot-steps", type=int, help="pivot captioners: feedback-propagation steps (default: the run's)")
+    p.add_argument("--pivot-lr", type=float, help="pivot captioners: feedback-propagation rate (default: the run's)")
+    p.add_argument("--no-meteor", action="store_true", help="pivot captioners: skip METEOR (it needs Java)")
     p.set_defaults(func=cmd_eval)
+
+    p = _parser(sub, "caption", "caption an image, or translate a caption, with a pivot captioner",
+                "dist-train caption --checkpoint runs/pivot-demo/checkpoints --image x.jpg --lang de",
+                "Three uses of a trained visual-pivoting captioner (model: pivot):\n"
+                "  --image x.jpg --lang de                                 the image's caption in de\n"
+                "  --image x.jpg --lang de --given 'a dog runs' --given-lang en   corrected by a caption in en\n"
+                "  --lang de --given 'a dog runs' --given-lang en          translated, with no image at all\n"
+                "(feedback propagation fits the pivot to the given caption, then decodes the target language).")
+    p.add_argument("--checkpoint", type=_path_or_url, required=True,
+                   help="checkpoints folder, one step folder, or export (a path or a URL)")
+    p.add_argument("--lang", required=True, help="the language of the caption to write")
+    p.add_argument("--image", type=Path, help="an image file")
+    p.add_argument("--given", help="a caption to fit the pivot to")
+    p.add_argument("--given-lang", help="the language of --given")
+    p.add_argument("--steps", type=int, help="feedback-propagation steps (default: the run's)")
+    p.add_argument("--lr", type=float, help="feedback-propagation rate (default: the run's)")
+    p.add_argument("--beam-size", type=int, help="beam width (default: the run's, 5)")
+    p.add_argument("--vocab", type=Path, help="the sentencepiece model (default: the one beside the checkpoint)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_caption)
 
     p = _parser(sub, "shards", "verify, inspect and count packed shards", "dist-train shards verify shards/packed/world-tiny")
     shards_sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     sp = _parser(shards_sub, "verify", "check every shard against its manifest (exit 1 naming bad shards)",
                  "dist-train shards verify shards/packed/world-tiny --decode")
-    sp.add_argument("path", type=_location, help="dataset folder or one .tar shard (a path or a URL)")
+    sp.add_argument("path", type=_shard_spec,
+                    help="dataset folder, one .tar shard or a brace pattern of shards (a path or a URL)")
     sp.add_argument("--decode", action="store_true", help="also decode every image")
     sp.add_argument("--workers", type=int, default=1, help="shards checked in parallel")
     sp.set_defaults(func=cmd_verify)
     sp = _parser(shards_sub, "inspect", "print a few samples", "dist-train shards inspect shards/packed/world-tiny --split test -n 14")
-    sp.add_argument("path", type=_location, help="dataset folder or one .tar shard (a path or a URL)")
+    sp.add_argument("path", type=_shard_spec,
+                    help="dataset folder, one .tar shard, a brace pattern of shards (a path or a URL), or a pipe: "
+                         "command that writes a shard ('pipe:aws s3 cp s3://b/x.tar -')")
     sp.add_argument("-n", type=int, default=5, help="number of samples")
     sp.add_argument("--split", help="only this split")
     sp.add_argument("--language", help="only this language")
@@ -569,6 +707,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = "DEBUG" if args.verbose else "WARNING" if args.quiet else "INFO"
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    from .storage import quiet_storage_loggers
+
+    quiet_storage_loggers(verbose=args.verbose)
 
     from .data.pack import PackError
     from .preprocess.pipeline import PreprocessError

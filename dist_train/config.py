@@ -228,6 +228,30 @@ def coerce_fields(raw: Mapping[str, Any], settings_class: type, prefix: str) -> 
     return out
 
 
+STORAGE_OPTIONS = "storage_options"
+
+
+def without_storage_secrets(d: dict[str, Any]) -> dict[str, Any]:
+    """A config dict as written to files and logs: `storage_options` values (endpoints, but possibly keys
+    and tokens) are replaced by the option names, so no credential reaches config.yaml, a summary or
+    TensorBoard."""
+    options = d.get(STORAGE_OPTIONS)
+    if not options:
+        return d
+    return {**d, STORAGE_OPTIONS: {proto: sorted(values) if isinstance(values, dict) else "<set>"
+                                   for proto, values in options.items()}}
+
+
+def apply_storage_options(cfg: Any) -> None:
+    """The config's `storage_options` ({protocol: {option: value}}) added to fsspec's configuration, here and
+    in the processes started from here (as --storage-options does)."""
+    options = to_dict(getattr(cfg, STORAGE_OPTIONS, None) or {})
+    if options:
+        from dist_train.storage import set_storage_options
+
+        set_storage_options(options)
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """A plain, JSON-serialisable dict of a config (or a config section)."""
     if is_dataclass(cfg) and not isinstance(cfg, type):

@@ -20,6 +20,7 @@ its final key and its manifest, written after it, still marks it finished.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -100,6 +101,14 @@ def set_storage_options(options: str | dict | None) -> None:
 # the packages whose exceptions say a store could not be reached or used (no endpoint, no credentials,
 # access denied): bad input or set-up for the command line, not a bug
 _STORAGE_MODULES = ("botocore", "aiobotocore", "s3fs", "gcsfs", "google.", "aiohttp", "fsspec", "upath")
+
+
+def quiet_storage_loggers(verbose: bool = False) -> None:
+    """The storage libraries log every credential lookup and endpoint at INFO ('Found credentials in
+    environment variables'): kept to warnings unless -v."""
+    if not verbose:
+        for name in ("botocore", "aiobotocore", "s3fs", "gcsfs", "fsspec", "urllib3"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def storage_failure(exc: BaseException) -> bool:
@@ -200,3 +209,41 @@ def listdir(path: Path) -> list[Path]:
     except FileNotFoundError:
         return []
 
+
+
+def upload_folder(local: Path, url: str) -> None:
+    """Copy every file under the local folder `local` to `url/<its relative path>` (one PUT each)."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(url)
+    root = root.rstrip("/")
+    for f in sorted(Path(local).rglob("*")):
+        if f.is_file():
+            fs.put_file(str(f), f"{root}/{f.relative_to(local).as_posix()}")
+
+
+class staged_folder:
+    """`with staged_folder(out) as local:` a local folder for a command's outputs: `out` itself when it is
+    local, else a temporary folder uploaded to the URL `out` when the block succeeds (nothing is uploaded
+    when it fails)."""
+
+    def __init__(self, out: str | os.PathLike | Any):
+        self.out = str(out)
+        self._tmp = None
+
+    def __enter__(self) -> Path:
+        if not is_url(self.out):
+            return location(self.out)
+        import tempfile
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="dist-train-out-")
+        return Path(self._tmp.name)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._tmp is None:
+            return
+        try:
+            if exc_type is None:
+                upload_folder(Path(self._tmp.name), self.out)
+        finally:
+            self._tmp.cleanup()

@@ -54,3 +54,16 @@ def tiny_parallel10(tmp_path_factory) -> Path:
             "features.image_size=32", "features.resize=32", "ray.object_store_memory=300000000",
             env={**os.environ, "RAY_ADDRESS": ""})
     return out
+
+
+@pytest.fixture(scope="session")
+def pivot_tiny_preprocessed(tmp_path_factory) -> Path:
+    """The tiny task-2 benchmark (every image captioned independently in en and de) packed and
+    preprocessed once through the real CLI (read-only for tests)."""
+    root = tmp_path_factory.mktemp("pivot")
+    packed = root / "packed" / "world-pivot-tiny"
+    run_cli("-q", "pack", "world", "--preset", "pivot-tiny", "--out", packed, "--workers", "0")
+    out = root / "world-pivot-tiny"
+    run_cli("-q", "preprocess", "--in", packed, "--out", out, "ray.object_store_memory=300000000",
+            env={**os.environ, "RAY_ADDRESS": ""})
+    return out

@@ -116,7 +116,7 @@ def test_killed_pack_resumes_to_the_same_bytes_as_an_uninterrupted_run(tmp_path)
     assert run_cli("shards", "verify", killed).returncode == 0
 
 
-@pytest.mark.timeout(1500)  # five stages, two trainings; minutes on a loaded 2-core machine
+@pytest.mark.timeout(1800)  # six stages, three trainings; minutes on a loaded 2-core machine
 def test_demo_packs_preprocesses_trains_with_two_processes_and_evaluates(tmp_path):
     runs = tmp_path / "runs"
     proc = run_cli("demo", "--preset", "tiny", "--shards-root", tmp_path, "--runs-root", runs, "--workers", "1")
@@ -144,3 +144,8 @@ def test_demo_packs_preprocesses_trains_with_two_processes_and_evaluates(tmp_pat
     result = json.loads(evaluation.read_text())
     assert len(result["mean_recall"]) == 10 and "average_mean_recall_clc_a" in result
     assert f"{result['average_mean_recall']:.2f}" in proc.stdout and "CLC-A" in proc.stdout
+    pivot = runs / "pivot-tiny"  # step 6: captioners on independent captions, then Table 1 of visual pivoting
+    assert (pivot / "checkpoints" / "latest").read_text() == "step00000009"  # 3 epochs x 3 steps (2 ranks x 16 of 96)
+    (pair,) = json.loads((pivot / "eval" / "metrics.json").read_text())["pivot"]
+    assert pair["pair"] == ["en", "de"] and {"image+de->en", "de->en", "retrieval de->en"} <= set(pair["rows"])
+    assert "| image+en->de |" in proc.stdout and "| noise->de |" in proc.stdout

@@ -3,6 +3,8 @@ subcommand, help without the heavy libraries, configs found by name, dataset fol
 
 from __future__ import annotations
 
+import os
+
 import json
 import subprocess
 import sys
@@ -42,6 +44,27 @@ def test_print_config_shows_every_default_and_runs_nothing(tmp_path, capsys):
     assert printed["optim"]["lr"] == 0.002 and printed["out_dir"] == str(tmp_path / "run")
     assert printed["checkpoint"]["keep_last"] == 2 and "eval" in printed and "deepspeed" in printed  # the defaults
     assert not (tmp_path / "run").exists()
+
+
+def test_storage_options_in_a_config_reach_fsspec_and_never_a_file(tmp_path, capsys, monkeypatch):
+    import fsspec.config
+
+    from dist_train.config import apply_storage_options, load_config, to_dict, without_storage_secrets
+    from dist_train.train.config import TrainConfig
+
+    monkeypatch.setattr(fsspec.config, "conf", {})
+    monkeypatch.setenv("FSSPEC_S3", "{}")  # restored after the test: the options must not reach later tests
+    cfg = load_config(TrainConfig, REPO / "configs" / "globetrotter-tiny.yaml",
+                      [f"out_dir={tmp_path}", "storage_options.s3.endpoint_url=http://127.0.0.1:9",
+                       "storage_options.s3.secret=S3CR3T"])
+    apply_storage_options(cfg)
+    assert fsspec.config.conf["s3"] == {"endpoint_url": "http://127.0.0.1:9", "secret": "S3CR3T"}
+    assert "S3CR3T" in os.environ["FSSPEC_S3"]  # what torchrun's workers and Ray's tasks read
+    assert without_storage_secrets(to_dict(cfg))["storage_options"] == {"s3": ["endpoint_url", "secret"]}
+    assert main(["train", "--config", str(REPO / "configs" / "globetrotter-tiny.yaml"), "--print-config",
+                 f"out_dir={tmp_path}", "storage_options.s3.secret=S3CR3T"]) == 0
+    printed = capsys.readouterr().out
+    assert "S3CR3T" not in printed and "- secret" in printed
 
 
 def test_configs_are_found_by_name_and_their_paths_beside_them(tmp_path, monkeypatch):

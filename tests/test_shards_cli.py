@@ -87,3 +87,26 @@ def test_stats_warns_for_a_tar_without_its_manifest(dataset):
     tar.with_suffix(".parquet").unlink()
     proc = run_cli("shards", "stats", dataset)
     assert f"warning: {tar}: no manifest" in proc.stderr and "train: 40 samples" in proc.stdout
+
+
+def test_verify_and_inspect_take_brace_patterns_of_shards(dataset):
+    tars = sorted((dataset / "train").glob("*.tar"))
+    assert len(tars) >= 2
+    pattern = str(dataset / "train" / "train-{000000..000001}.tar")
+    ok = run_cli("shards", "verify", pattern)
+    assert ok.stdout.strip().splitlines()[-1].startswith("OK 2 shard(s)")
+    # a pattern naming a shard that is not there fails, naming it
+    bad = run_cli("shards", "verify", str(dataset / "train" / "train-{000000..000003}.tar"), check=False)
+    assert bad.returncode == 1 and f"FAIL {dataset / 'train' / 'train-000003.tar'} does not exist" in bad.stdout
+    keys = run_cli("shards", "inspect", str(dataset / "train" / "train-{000001,000000}.tar"), "-n", "100").stdout
+    first = [line.split()[0] for line in keys.splitlines() if line.startswith("train-")]
+    assert first[0] == "train-000001.tar" and "train-000000.tar" in first  # in the pattern's order
+
+
+def test_inspect_reads_a_pipe_command_and_verify_refuses_one(dataset):
+    tar = sorted((dataset / "train").glob("*.tar"))[0]
+    out = run_cli("shards", "inspect", f"pipe:cat {tar}", "-n", "2").stdout
+    assert out.count("pipe s0_") == 2  # samples of shard 0, streamed from the command's output
+    bad = run_cli("shards", "verify", f"pipe:cat {tar}", check=False)
+    assert bad.returncode != 0 and "verify checks each shard against its manifest" in bad.stderr
+    assert "Traceback" not in bad.stderr

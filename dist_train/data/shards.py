@@ -27,7 +27,7 @@ from typing import Iterable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dist_train.storage import AtomicFile, is_remote, listdir, location, makedirs, write_bytes
+from dist_train.storage import PIPE, AtomicFile, is_remote, listdir, location, makedirs, write_bytes
 
 from .schema import Sample
 
@@ -291,7 +291,13 @@ def iter_shard(tar: Path) -> Iterator[dict]:
     webdataset's own tar iterator. Errors (a truncated or corrupt tar) are raised, not skipped."""
     from webdataset import tariterators
 
-    tar = location(tar)
-    with tar.open("rb") as f:
+    if isinstance(tar, str) and tar.startswith(PIPE):  # a command's output, as webdataset's pipe: URLs
+        from webdataset.gopen import gopen
+
+        opened = gopen(tar, "rb")
+    else:
+        tar = location(tar)
+        opened = tar.open("rb")
+    with opened as f:
         files = ({**item, "__url__": str(tar)} for item in tariterators.tar_file_iterator(f))
         yield from tariterators.group_by_keys(files)

@@ -8,10 +8,12 @@ import hashlib
 import io
 import json
 import multiprocessing
+import re
 import tarfile
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -135,8 +137,22 @@ class DatasetReport:
         return [s for s in self.shards if not s.ok]
 
 
-def shard_paths(root: Path) -> list[Path]:
-    """All shards of a dataset directory, or the one shard if `root` is a tar."""
+def is_shard_pattern(spec: Any) -> bool:
+    """A brace pattern of shards (`s3://b/ds/train/train-{000000..000009}.tar`, webdataset's notation)."""
+    return isinstance(spec, str) and re.search(r"\{[^{}]*(\.\.|,)[^{}]*\}", spec) is not None
+
+
+def expand_shards(spec: str) -> list[Path]:
+    """The shards a brace pattern names, in order, each a path or URL."""
+    from braceexpand import braceexpand
+
+    return [location(s) for s in braceexpand(spec)]
+
+
+def shard_paths(root: Path | str) -> list[Path]:
+    """All shards of a dataset directory, the one shard if `root` is a tar, or those a brace pattern names."""
+    if is_shard_pattern(root):
+        return expand_shards(root)
     root = location(root)
     if root.is_file():
         return [root]
@@ -145,6 +161,15 @@ def shard_paths(root: Path) -> list[Path]:
 
 def verify_dataset(root: str | Path, decode_images: bool = False, workers: int = 1,
                    progress: bool = True) -> DatasetReport:
+    if is_shard_pattern(root):  # the shards named, each against its manifest; no folder-level checks
+        report = DatasetReport(str(root))
+        tars = expand_shards(root)
+        missing = [t for t in tars if not t.exists()]
+        report.problems += [f"{t} does not exist" for t in missing]
+        for t in tqdm([t for t in tars if t not in missing], desc="verify", unit="shard", disable=not progress,
+                      dynamic_ncols=True):
+            report.shards.append(verify_shard(t, decode_images))
+        return report
     root = location(root)
     report = DatasetReport(str(root))
     if not root.exists():

@@ -122,6 +122,20 @@ def read_split_images(root: str | Path, split: str, image_ids: list[str], size: 
     return torch.cat([eval_transform(p[None], size=size) for p in pixels])
 
 
+def read_split_pixels(root: str | Path, split: str, image_ids: list[str], size: int) -> torch.Tensor:
+    """The split's images in the order of `image_ids` exactly as the training loader gives them: uint8
+    `[N, 3, size, size]`, shorter side resized to `size` and centre-cropped (no normalisation)."""
+    from PIL import Image
+
+    from dist_train.train.loader import _resize_center_crop
+
+    def read(tar: str, raw: dict) -> torch.Tensor:
+        image = _resize_center_crop(Image.open(io.BytesIO(raw["jpg"])).convert("RGB"), size)
+        return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+    return torch.stack(_one_per_image(root, split, image_ids, "image", read))
+
+
 def read_split_features(root: str | Path, split: str, image_ids: list[str]) -> torch.Tensor:
     """The split's precomputed image features (`<key>.features.npy`) in the order of `image_ids`, float32."""
     def read(tar: str, raw: dict) -> np.ndarray:

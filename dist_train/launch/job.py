@@ -24,6 +24,9 @@ def _configure_task() -> None:
     """Logging to the task's log file, and torch threads matching the CPUs SLURM gave the task."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S", force=True)
+    from dist_train.storage import quiet_storage_loggers
+
+    quiet_storage_loggers()
     cpus = os.environ.get("SLURM_CPUS_PER_TASK")
     if cpus and cpus.isdigit():
         import torch
@@ -48,11 +51,12 @@ class TrainJob:
         # task layout; the engine's env detection reads them like torchrun's.
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
         from dist_train.train.engine import train
+        from dist_train.storage import is_url
         from dist_train.train.main import load_train_config
 
         cfg = load_train_config(self.config, self.overrides)
         result = train(cfg)
-        result["out_dir"] = str(Path(cfg.out_dir).resolve())
+        result["out_dir"] = cfg.out_dir if is_url(cfg.out_dir) else str(Path(cfg.out_dir).resolve())
         return result
 
     def checkpoint(self) -> Any:

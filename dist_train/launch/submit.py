@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from dist_train.config import ConfigError, config_leaves, find_config, load_config, to_dict
 from dist_train.launch.executor import SlurmOptions, check_text, make_executor, sbatch_script, validate_options
 from dist_train.launch.sweep import point_name, sweep_points
-from dist_train.storage import location
+from dist_train.storage import is_remote, is_url, location
 from dist_train.train.config import TrainConfig
 from dist_train.train.main import load_train_config
 
@@ -70,7 +70,7 @@ def plan_train_runs(config: Path | None, overrides: list[str], sweep: list[str],
         overrides = [*overrides, f"out_dir=runs/{Path(config).stem if config else 'run'}"]
     base = load_train_config(str(config) if config else None, overrides)
     check_config_values(base, str(config) if config else "config")
-    base_out = Path(base.out_dir).resolve()
+    base_out = location(base.out_dir) if is_url(base.out_dir) else Path(base.out_dir).resolve()  # a URL: staged
     if points == [[]]:
         return [Run([*overrides, f"out_dir={base_out}"], base_out)]
     runs = []
@@ -88,6 +88,8 @@ def plan_train_runs(config: Path | None, overrides: list[str], sweep: list[str],
 def default_job_dir(runs: list[Run]) -> Path:
     """submitit's folder (pickles, logs `<jobid>_<task>_log.out`): beside the run, or the sweep's root."""
     root = runs[0].out_dir if len(runs) == 1 and not runs[0].point else runs[0].out_dir.parent
+    if is_remote(root):  # a run in object storage: the job folder stays on the shared disk
+        return Path.cwd() / f"{root.name}.submitit"
     return root / "submitit"
 
 

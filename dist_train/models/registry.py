@@ -20,7 +20,8 @@ __all__ = ["MODELS", "build_model", "model_config_class", "register_model"]
 MODELS: dict[str, type[nn.Module]] = {}
 
 # Modules that register the models shipped with dist_train.
-_BUILTIN_MODULES = ("dist_train.models.globetrotter", "dist_train.models.smalr", "dist_train.models.vse")
+_BUILTIN_MODULES = ("dist_train.models.globetrotter", "dist_train.models.smalr", "dist_train.models.vse",
+                    "dist_train.models.captioner")
 
 
 def register_model(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:

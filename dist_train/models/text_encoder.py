@@ -41,7 +41,11 @@ def bert_init(module: nn.Module, std: float = 0.02) -> None:
 class ClozeHead(nn.Module):
     """BERT's LM head: transform (Linear, GELU, LayerNorm), then scores against every word
     embedding plus a per-token bias. The output matrix *is* the embedding table (tied), so the
-    cloze task trains the word embeddings that the Procrustes word translation later reads."""
+    cloze task trains the word embeddings that the Procrustes word translation later reads.
+
+    The table is passed in at each call rather than held as a second parameter name: a checkpoint
+    then stores it once, so DeepSpeed's own `zero_to_fp32.py --safe_serialization` (safetensors
+    refuses tensors that share memory) converts the run's checkpoints."""
 
     def __init__(self, word_embeddings: nn.Embedding):
         super().__init__()
@@ -49,13 +53,14 @@ class ClozeHead(nn.Module):
         self.transform = nn.Sequential(
             nn.Linear(hidden, hidden), nn.GELU(), nn.LayerNorm(hidden, eps=LAYER_NORM_EPS)
         )
-        self.decoder = nn.Linear(hidden, vocab_size, bias=False)
-        self.decoder.weight = word_embeddings.weight  # tied: one tensor, two names
         self.bias = nn.Parameter(torch.zeros(vocab_size))
+        # The random draws of the output Linear this head once built (and then tied), so that a seed
+        # gives the same initial weights as before and the results in docs/results.md still reproduce.
+        nn.init.kaiming_uniform_(torch.empty(vocab_size, hidden), a=5 ** 0.5)
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        """`[..., H] -> [..., V]` logits."""
-        return self.decoder(self.transform(hidden)) + self.bias
+    def forward(self, hidden: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """`[..., H] -> [..., V]` logits against `table` (the word embeddings, `[V, H]`)."""
+        return torch.nn.functional.linear(self.transform(hidden), table) + self.bias
 
 
 class TextEncoder(nn.Module):
@@ -103,8 +108,12 @@ class TextEncoder(nn.Module):
         self.layers = nn.TransformerEncoder(layer, num_layers=layers, enable_nested_tensor=False)
         self.cloze_head = ClozeHead(self.word_embeddings)
         self.apply(lambda m: bert_init(m, init_std))
-        with torch.no_grad():  # the tied decoder re-initialised the shared table, PAD row included
+        # A second draw for the table, as when the head held it as its own (last-initialised) Linear:
+        # the same initial weights, seed for seed, as runs before the head took the table per call.
+        nn.init.normal_(self.word_embeddings.weight, std=init_std)
+        with torch.no_grad():
             self.word_embeddings.weight[pad_id].zero_()
+        self._register_load_state_dict_pre_hook(_drop_tied_name)
 
     def padding_mask(self, tokens: torch.Tensor) -> torch.Tensor:
         """True where `tokens` is PAD (what attention must ignore)."""
@@ -127,4 +136,10 @@ class TextEncoder(nn.Module):
         Pass only the predicted positions (`hidden[labels != -100]`) to avoid a `[B, T, V]`
         tensor: with V = 30 000 that is most of the activation memory of a step.
         """
-        return self.cloze_head(hidden)
+        return self.cloze_head(hidden, self.word_embeddings.weight)
+
+
+def _drop_tied_name(state_dict, prefix, *args) -> None:
+    """Checkpoints and exports written while the head held the table under a second name
+    (`cloze_head.decoder.weight`, the same values as `word_embeddings.weight`) still load."""
+    state_dict.pop(f"{prefix}cloze_head.decoder.weight", None)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from dist_train.config import ConfigError, require
 from dist_train.data.images import DEFAULT_JPEG_QUALITY, DEFAULT_MAX_PIXELS
@@ -50,7 +50,9 @@ class TokenizeConfig:
 @dataclass
 class TranslateConfig:
     enabled: bool = False
-    backend: str = "hf"  # hf | ctranslate2 | world (the built-in benchmark's reference translator)
+    # hf | ctranslate2 | world (the built-in benchmark's reference translator) | pivot (a trained
+    # visual-pivoting captioner: translation through images, no parallel text; translate/pivot.py)
+    backend: str = "hf"
     model: Optional[str] = None  # local model directory, or a template with {src} and {tgt}
     compute_type: str = "default"  # CTranslate2: default | int8 | float16 | ...
     batch_size: int = 32
@@ -112,6 +114,8 @@ class PreprocessConfig:
     translate: TranslateConfig = field(default_factory=TranslateConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    # fsspec options per protocol for --in/--out in object storage (as --storage-options); never written out
+    storage_options: dict[str, Any] = field(default_factory=dict)
 
 
 def validate(cfg: PreprocessConfig) -> None:
@@ -133,7 +137,8 @@ def validate(cfg: PreprocessConfig) -> None:
     require(not cfg.tokenize.enabled or cfg.vocab.enabled, "tokenize.enabled", cfg.tokenize.enabled,
             "tokenization needs the vocabulary: set vocab.enabled=true (with vocab.model to reuse one)")
     t = cfg.translate
-    require(t.backend in ("hf", "ctranslate2", "world"), "translate.backend", t.backend, "use hf, ctranslate2 or world")
+    require(t.backend in ("hf", "ctranslate2", "world", "pivot"), "translate.backend", t.backend,
+            "use hf, ctranslate2, world or pivot")
     if t.enabled:
         require(t.backend == "world" or bool(t.model), "translate.model", t.model,
                 f"the {t.backend} backend needs a local model directory")

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
-from dist_train.config import to_dict
+from dist_train.config import apply_storage_options, to_dict, without_storage_secrets
 from dist_train.data.card import finish_dataset
 from dist_train.data.shards import (REJECTS_SCHEMA, atomic_write_bytes, atomic_write_json, atomic_write_parquet,
                                     list_finished_shards, manifest_path, read_manifest, read_parquet, read_shard_info,
@@ -168,6 +168,7 @@ def _recipe(cfg: PreprocessConfig) -> dict[str, Any]:
     """The settings that change the output (not where or how fast it runs)."""
     recipe = to_dict(cfg)
     recipe.pop("ray")
+    recipe.pop("storage_options", None)
     for stage in ("translate", "features"):
         for key in ("num_cpus", "num_gpus", "concurrency", "num_threads", "device", "batch_size"):
             recipe[stage].pop(key, None)
@@ -377,6 +378,7 @@ def checkpoint_image_network(checkpoint: str | Path, out: Path) -> tuple[str, st
 
 def preprocess(in_dir: str | Path, out: str | Path, cfg: PreprocessConfig, progress: bool = True) -> dict[str, Any]:
     """Run the pipeline from the packed dataset `in_dir` into `out`; returns (and writes) the summary."""
+    apply_storage_options(cfg)
     in_dir, out = location(in_dir), location(out)
     if str(in_dir if is_remote(in_dir) else in_dir.resolve()) == str(out if is_remote(out) else out.resolve()):
         raise PreprocessError("--in and --out must be different folders")
@@ -514,7 +516,7 @@ def summarize(in_dir: Path, out: Path, cfg: PreprocessConfig, splits: list[str],
         "source": json.loads(input_summary.read_text()).get("source") if input_summary.exists() else None,
         "input": str(in_dir),
         "preprocess": {
-            "config": to_dict(cfg),
+            "config": without_storage_secrets(to_dict(cfg)),
             "vocab": json.loads(vocab_info.read_text()) if vocab_info.exists() else None,
             "translator": notes.get("translator"),
             "features": notes.get("features"),

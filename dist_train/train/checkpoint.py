@@ -274,11 +274,16 @@ def save(engine, checkpoints: Path, step: int, client_state: dict[str, Any], ran
     _barrier()  # every rank's files are on disk before the pointer moves
     if rank == 0:
         atomic_write_bytes(checkpoints / LATEST, tag.encode())
-        for old in sorted(p for p in checkpoints.iterdir() if p.is_dir() and p.name.startswith("step"))[:-keep_last]:
-            if old.name != tag:
-                shutil.rmtree(old, ignore_errors=True)
+        prune(checkpoints, keep_last, tag)
     _barrier()
     return checkpoints / tag
+
+
+def prune(checkpoints: Path, keep_last: int, tag: str) -> None:
+    """Delete all but the newest `keep_last` step folders (never `tag`, the one just written)."""
+    for old in sorted(p for p in Path(checkpoints).iterdir() if p.is_dir() and TAG_PATTERN.fullmatch(p.name))[:-keep_last]:
+        if old.name != tag:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def load(engine, checkpoints: Path, world_size: int,

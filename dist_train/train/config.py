@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Optional
 
 from dist_train.config import ConfigError, check_known_keys, coerce_fields, require
@@ -68,6 +69,9 @@ class CheckpointConfig:
     # complete one when the latest is truncated; a newer complete checkpoint still wins, so the same
     # command can be rerun (or requeued) once training has moved past it
     resume_from: Optional[str] = None
+    # where a run whose out_dir is a URL (s3://...) is staged on each node's disk (train/remote_run.py);
+    # null: ~/.cache/dist_train/runs/<the URL's host and path>
+    staging_dir: Optional[str] = None
 
 
 @dataclass
@@ -88,7 +92,7 @@ class TrainConfig:
     # relative paths a config file gives here are relative to that file (dist_train.config.load_config)
     PATH_KEYS = ("deepspeed.config", "model_config.image_weights")
 
-    out_dir: Optional[str] = None  # checkpoints/, tb/ and the resolved config go here
+    out_dir: Optional[str] = None  # checkpoints/, tb/ and the resolved config go here (a folder or a URL)
     model: str = "globetrotter"
     model_config: dict[str, Any] = field(default_factory=dict)  # keys of the model's config class
     objective: dict[str, Any] = field(default_factory=dict)  # loss weights, temperatures, switches
@@ -105,6 +109,16 @@ class TrainConfig:
     # resume a run whose saved config.yaml differs in keys that change the run (train/resume.py); the
     # old config is kept as config.<step>.yaml (`dist-train train --allow-config-change`)
     allow_config_change: bool = False
+    # fsspec options per protocol for the dataset and the run folder in object storage, e.g.
+    # {s3: {endpoint_url: "http://minio:9000"}} (as --storage-options); written to files by option name only
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+
+def run_dir(cfg: TrainConfig) -> Path:
+    """The local folder a run writes: out_dir, or its staging folder when out_dir is a URL."""
+    from dist_train.train.remote_run import run_folder
+
+    return run_folder(cfg.out_dir, cfg.checkpoint.staging_dir)
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -207,6 +221,9 @@ def check_model_settings(cfg: TrainConfig) -> None:
         trial["max_length"] = cfg.data.max_tokens
     if "text_only" in names and isinstance(raw.get("text_only"), bool):
         trial["text_only"] = raw["text_only"]
+    placeholders = getattr(module, "model_config_placeholders", None)  # fields that are not plain sizes
+    if placeholders is not None:
+        trial.update(placeholders(model_raw, _PLACEHOLDER))
     trial.update(model_raw)
     try:
         config_class(**trial)

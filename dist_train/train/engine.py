@@ -20,13 +20,13 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from dist_train.config import to_dict
+from dist_train.config import to_dict, without_storage_secrets
 from dist_train.data.shards import atomic_write_bytes
 from dist_train.distributed.buffers import synchronise_buffers
 from dist_train.distributed.env import detect_env, init_distributed
 from dist_train.train import checkpoint as ckpt
 from dist_train.train.config import TrainConfig
-from dist_train.storage import location
+from dist_train.storage import is_url, location
 from dist_train.train.tensorboard import TensorBoardLogger
 
 log = logging.getLogger(__name__)
@@ -158,17 +158,28 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     from dist_train.train.data import build_train_loader, dataset_vocab
     from dist_train.train.objectives import build_objective
 
+    from dist_train.config import apply_storage_options
+    from dist_train.train.remote_run import RemoteRun, run_folder
+
+    apply_storage_options(cfg)
+    out = run_folder(cfg.out_dir, cfg.checkpoint.staging_dir)
+    remote = RemoteRun(cfg.out_dir, out) if is_url(cfg.out_dir) else None
+    if remote is not None:  # the run is staged on this node: bring what a resume reads first
+        rank, world_size, device = setup_process_group()
+        if detect_env().local_rank == 0:
+            remote.pull(cfg.checkpoint.resume_from)
+        _barrier()
     resume_from = preflight(cfg, record=detect_env().rank == 0)
     vocab_hash = vocab_sha256(f"{cfg.data.shards.rstrip('/')}/spm.model")
-    out = Path(cfg.out_dir)
     checkpoints = out / "checkpoints"
     import deepspeed
 
-    rank, world_size, device = setup_process_group()
+    if remote is None:
+        rank, world_size, device = setup_process_group()
     log_file = None
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(_yaml(to_dict(cfg)))
+        (out / "config.yaml").write_text(_yaml(without_storage_secrets(to_dict(cfg))))
         log_file = _log_to_file(out / "out.log")
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     if cfg.deterministic:
@@ -193,7 +204,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
     ds_config = deepspeed_config(cfg, total_steps, world_size, getattr(objective, "micro_batches", 1))
     engine, _, _, scheduler = deepspeed.initialize(
-        model=model, model_parameters=parameter_groups(model, cfg.optim.weight_decay), config=ds_config)
+        model=model, model_parameters=getattr(objective, "parameter_groups", parameter_groups)(model, cfg.optim.weight_decay),
+        config=ds_config)
 
     step = 0
     generator = torch.Generator(device="cpu").manual_seed(cfg.seed * 1000 + rank)  # augmentation and masking
@@ -205,7 +217,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         ckpt.set_rng_state(rank_state["rng"])
         generator.set_state(rank_state["generator"])
     tb = TensorBoardLogger(out / "tb", enabled=rank == 0)
-    tb.hparams(to_dict(cfg), HPARAM_METRICS)
+    tb.hparams(without_storage_secrets(to_dict(cfg)), HPARAM_METRICS)
     if rank == 0:
         log.info("training %s: %d steps (%d per epoch), %d processes x batch %d, ZeRO stage %s, from step %d",
                  cfg.model, total_steps, steps_per_epoch, world_size, cfg.data.batch_size,
@@ -218,6 +230,16 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                   rank_state={"loader": loader.state_dict(), "rng": ckpt.rng_state(),
                               "generator": generator.get_state()},
                   keep_last=cfg.checkpoint.keep_last)
+        if remote is not None:  # every node uploads its ranks' files, then rank 0 the pointer, last
+            tag = ckpt.tag_for(step)
+            if detect_env().local_rank == 0:
+                remote.push_step(tag)
+                if rank != 0:  # rank 0 pruned its own staging folder in ckpt.save
+                    ckpt.prune(checkpoints, cfg.checkpoint.keep_last, tag)
+            _barrier()
+            if rank == 0:
+                remote.push_run(tag)
+            _barrier()
 
     engine.train()
     window = {"data": 0.0, "compute": 0.0, "samples": 0, "steps": 0}
@@ -261,11 +283,20 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         result = objective.evaluate(engine, cfg, tb, step, device)
     tb.close()
     if rank == 0:
-        log.info("finished at step %d; checkpoints in %s, TensorBoard logs in %s", step, checkpoints, out / "tb")
+        log.info("finished at step %d; checkpoints in %s, TensorBoard logs in %s", step,
+                 f"{cfg.out_dir.rstrip('/')}/checkpoints (staged in {checkpoints})" if remote else checkpoints,
+                 out / "tb")
     if log_file is not None:
         logging.getLogger().removeHandler(log_file)
         log_file.close()
+    if remote is not None and rank == 0:  # the final evaluation's TensorBoard summaries and the log
+        remote.push_run()
     return {"step": step, "total_steps": total_steps, "eval": result}
+
+
+def _barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 def preflight(cfg: TrainConfig, record: bool = False) -> str | None:
@@ -277,13 +308,15 @@ def preflight(cfg: TrainConfig, record: bool = False) -> str | None:
     from dist_train.train.objectives import check_training_data
     from dist_train.train.resume import check_resume
 
+    from dist_train.train.remote_run import run_folder
+
     check_dataset(cfg)
     check_training_data(cfg)
-    out = Path(cfg.out_dir)
+    out = run_folder(cfg.out_dir, cfg.checkpoint.staging_dir)
     tag = ckpt.resume_tag(out / "checkpoints", cfg.checkpoint.resume_from)
     if tag is not None:
         check_vocab(out, cfg.data.shards, vocab_sha256(f"{cfg.data.shards.rstrip('/')}/spm.model"))
-        check_resume(to_dict(cfg), out, tag, cfg.allow_config_change, record=record)
+        check_resume(without_storage_secrets(to_dict(cfg)), out, tag, cfg.allow_config_change, record=record)
     return tag
 
 

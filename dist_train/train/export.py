@@ -124,6 +124,34 @@ def load_exported(path: str | Path):
     return model.eval(), config
 
 
+def model_name(checkpoint: str | Path) -> str | None:
+    """The registered model name a checkpoint or export holds (from its config, without loading weights);
+    None when the folder says nothing about it (load_model then names the problem)."""
+    path = Path(checkpoint)
+    for candidate in (path / "config.yaml", path / "model.yaml", path.parent / "model.yaml",
+                      path.parent.parent / "model.yaml"):
+        if candidate.is_file() and (candidate.name == "model.yaml" or (path / "model.safetensors").is_file()):
+            try:
+                found = (yaml.safe_load(candidate.read_text()) or {}).get("model")
+            except (yaml.YAMLError, OSError, UnicodeDecodeError, AttributeError):
+                return None
+            return found if isinstance(found, str) else None
+    return None
+
+
+def run_objective(checkpoint: str | Path) -> dict:
+    """The `objective` settings a checkpoint's run (or an export) was trained with, {} when not recorded."""
+    path = Path(checkpoint)
+    for candidate in (path / "config.yaml", path.parent / "config.yaml", path.parent.parent / "config.yaml"):
+        if candidate.is_file():
+            try:
+                found = (yaml.safe_load(candidate.read_text()) or {}).get("objective")
+            except (yaml.YAMLError, OSError, UnicodeDecodeError, AttributeError):
+                return {}
+            return dict(found) if isinstance(found, dict) else {}
+    return {}
+
+
 def load_model(checkpoint: str | Path):
     """(model in eval mode, run config) from an exported folder (model.safetensors + config.yaml), a run's
     DeepSpeed checkpoints folder (its latest checkpoint), one step folder of it, or the run folder."""
@@ -139,8 +167,12 @@ def load_model(checkpoint: str | Path):
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
         checkpoints, tag = (path, None) if (path / "latest").is_file() else (path.parent, path.name)
+        import contextlib
+        import sys
+
         with tempfile.TemporaryDirectory() as tmp:
-            export(checkpoints, tmp, tag=tag, use_previous=f"use it with --checkpoint {checkpoints}/{{tag}}")
+            with contextlib.redirect_stdout(sys.stderr):  # DeepSpeed's converter prints; stdout is the command's
+                export(checkpoints, tmp, tag=tag, use_previous=f"use it with --checkpoint {checkpoints}/{{tag}}")
             return load_exported(tmp)
     raise FileNotFoundError(f"{path} is neither an exported model (model.safetensors) nor a checkpoints folder "
                             "(with a 'latest' pointer)")

@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append("allow_config_change=true")
     logging.basicConfig(level=os.environ.get(LOG_LEVEL_ENV, "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    from dist_train.storage import quiet_storage_loggers
+
+    quiet_storage_loggers(verbose=os.environ.get(LOG_LEVEL_ENV) == "DEBUG")
     from dist_train.config import ConfigError
     from dist_train.train.checkpoint import CheckpointError
     from dist_train.train.engine import TrainError, train

@@ -26,7 +26,7 @@ from dist_train.config import ConfigError
 
 log = logging.getLogger(__name__)
 
-SAFE_PREFIXES = ("log.", "eval.", "checkpoint.")
+SAFE_PREFIXES = ("log.", "eval.", "checkpoint.", "storage_options")
 SAFE_KEYS = {"max_steps", "epochs", "data.prepare_world", "deterministic", "out_dir", "allow_config_change"}
 PATH_KEYS = {"data.shards", "deepspeed.config", "model_config.image_weights"}
 SCHEDULE_KEYS = ("max_steps", "epochs")

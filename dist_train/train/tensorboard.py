@@ -56,6 +56,11 @@ class TensorBoardLogger:
             pixels = np.asarray(Image.open(png_path).convert("RGB"))
             self.writer.add_image(tag, pixels, step, dataformats="HWC")
 
+    def text(self, tag: str, text: str, step: int) -> None:
+        """Markdown text (e.g. generated captions beside their references) in TensorBoard's TEXT tab."""
+        if self.writer is not None:
+            self.writer.add_text(tag, text, step)
+
     def embedding(self, tag: str, vectors: Any, labels: list[str], step: int) -> None:
         if self.writer is not None:
             self.writer.add_embedding(np.asarray(vectors, dtype=np.float32), metadata=labels, tag=tag,

@@ -62,9 +62,17 @@ class WorldSource(CliSource):
         parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="size preset (default: tiny)")
         parser.add_argument("--seed", type=int, help="random seed (default: 0)")
         parser.add_argument("--languages", help=f"comma-separated subset of {','.join(LANGUAGES)} (default: all)")
-        parser.add_argument("--train-per-language", type=int, help="training images per language")
-        parser.add_argument("--val-per-language", type=int, help="validation images per language")
+        parser.add_argument("--train-per-language", type=int,
+                            help="training images per language (task 2: training images)")
+        parser.add_argument("--val-per-language", type=int,
+                            help="validation images per language (task 2: validation images)")
         parser.add_argument("--test-scenes", type=int, help="test scenes, each captioned in every language")
+        parser.add_argument("--captions-per-language", type=int,
+                            help="task 2 (presets pivot, pivot-tiny): caption every train and val image this many "
+                                 "times in every language, independently (default: 0, one language per image)")
+        parser.add_argument("--test-captions-per-language", type=int,
+                            help="task 2: references per language of each test image (default: "
+                                 "--captions-per-language)")
         parser.add_argument("--hard-test-pairs", type=int,
                             help="pairs of test scenes that differ in one attribute or the relation only, in a "
                                  "second test split 'test_hard' (default: 0, none)")
@@ -77,5 +85,6 @@ class WorldSource(CliSource):
         languages = tuple(s.strip() for s in args.languages.split(",")) if args.languages else None
         return cls(args.preset, seed=args.seed, languages=languages, train_per_language=args.train_per_language,
                    val_per_language=args.val_per_language, test_scenes=args.test_scenes,
-                   hard_test_pairs=args.hard_test_pairs,
+                   hard_test_pairs=args.hard_test_pairs, captions_per_language=args.captions_per_language,
+                   test_captions_per_language=args.test_captions_per_language,
                    image_size=args.image_size, mismatch_fraction=args.mismatch_fraction)

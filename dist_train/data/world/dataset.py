@@ -7,7 +7,14 @@
   retrieval. Test meanings are unique, also up to saying the relation from the other side ("A
   left of B" = "B right of A"), and never occur in train or val, so test sentences are unseen.
 
-Everything is a function of the spec and its seed.
+Task 2 (`captions_per_language` > 0, Multi30K's task 2 for the visual-pivoting captioner): every
+train and val image is captioned in every language, several times per language, and test images
+get several references per language. Each caption draws its own construction and its own side of
+the relation, so the captions of one image in two languages are independent descriptions of one
+fact, not word-for-word translations: what a captioner trained on unpaired captions gets to see.
+
+Everything is a function of the spec and its seed. Specs without task 2 draw exactly the random
+numbers they drew before it existed, so their captions, images and shards do not change.
 """
 
 from __future__ import annotations
@@ -47,6 +54,12 @@ class WorldSpec:
     # the plain test split's scenes rarely share their content words. Drawn from its own random stream,
     # so the other splits do not change with it.
     hard_test_pairs: int = 0
+    # Task 2 when > 0: every train and val image is captioned this many times in every language (each
+    # caption with its own template and side of the relation), no caption is mismatched
+    # (`mismatch_fraction` is ignored), and `train_per_language` / `val_per_language` count images.
+    captions_per_language: int = 0
+    # Task 2: references per language of each test image (0: `captions_per_language`).
+    test_captions_per_language: int = 0
 
     def __post_init__(self) -> None:
         unknown = [lang for lang in self.languages if lang not in LANGUAGES]
@@ -56,25 +69,41 @@ class WorldSpec:
             raise ValueError(f"languages must be distinct and non-empty, got {self.languages}")
         if not 0.0 <= self.mismatch_fraction < 1.0:
             raise ValueError(f"mismatch_fraction must be in [0, 1), got {self.mismatch_fraction}")
-        if min(self.train_per_language, self.val_per_language, self.test_scenes, self.hard_test_pairs) < 0 \
-                or self.image_size < 16:
+        if min(self.train_per_language, self.val_per_language, self.test_scenes, self.hard_test_pairs,
+               self.captions_per_language, self.test_captions_per_language) < 0 or self.image_size < 16:
             raise ValueError("sizes must be >= 0 and image_size >= 16")
+        if self.test_captions_per_language and not self.captions_per_language:
+            raise ValueError("test_captions_per_language is for task 2: set captions_per_language > 0 too")
 
     @property
     def name(self) -> str:
         return f"world-{self.preset}"
 
+    @property
+    def task2(self) -> bool:
+        return self.captions_per_language > 0
+
+    @property
+    def test_references(self) -> int:
+        """Captions per language of each test image: 1, or in task 2 the references per language."""
+        return (self.test_captions_per_language or self.captions_per_language) if self.task2 else 1
+
     def count(self, split: str) -> int:
+        """Samples (captions) of `split`."""
         n = {"train": self.train_per_language, "val": self.val_per_language, "test": self.test_scenes,
              HARD_TEST_SPLIT: 2 * self.hard_test_pairs}[split]
-        return n * len(self.languages)
+        per_image = {"train": self.captions_per_language, "val": self.captions_per_language,
+                     "test": self.test_references}.get(split, 1) if self.task2 else 1
+        return n * len(self.languages) * per_image
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["languages"] = list(self.languages)
         del d["vocab_size"]  # a preprocessing setting: the packed shards do not depend on it
-        if not self.hard_test_pairs:
-            del d["hard_test_pairs"]  # datasets packed before the split existed keep their description
+        # datasets packed before these existed keep their description
+        for key in ("hard_test_pairs", "captions_per_language", "test_captions_per_language"):
+            if not d[key]:
+                del d[key]
         return d
 
 
@@ -88,6 +117,17 @@ PRESETS = {
     # benchmarks and longer experiments
     "large": WorldSpec("large", train_per_language=8000, val_per_language=2000, test_scenes=500, image_size=128,
                        samples_per_shard=5000),
+    # task 2, for the visual-pivoting captioner (unpaired captions): 600 training images, each captioned twice
+    # in each language (3 600 captions), sized to train in minutes on 2 cores. en, de and fr write words
+    # between spaces: on these captions the default vocabulary learns 951 pieces, whole words, none of them
+    # unseen in test; 1 000 keeps that and stops phrases from being learnt when --languages adds ja or zh
+    "pivot": WorldSpec("pivot", train_per_language=600, val_per_language=100, test_scenes=100, image_size=64,
+                       samples_per_shard=1000, languages=("en", "de", "fr"), mismatch_fraction=0.0,
+                       vocab_size=1000, captions_per_language=2, test_captions_per_language=5),
+    # task 2 for tests
+    "pivot-tiny": WorldSpec("pivot-tiny", train_per_language=24, val_per_language=6, test_scenes=12, image_size=64,
+                            samples_per_shard=64, languages=("en", "de"), mismatch_fraction=0.0,
+                            captions_per_language=2, test_captions_per_language=3),
 }
 
 
@@ -147,6 +187,11 @@ class World:
         meanings = all_meanings()
         index = {m: i for i, m in enumerate(meanings)}
         canonical = np.array([min(i, index[m.inverted()]) for i, m in enumerate(meanings)])
+        if spec.task2:
+            world = cls._task2(spec, meanings, canonical)
+            if spec.hard_test_pairs:
+                world.captions[HARD_TEST_SPLIT] = world._hard_test(meanings, index, canonical)
+            return world
         rng = np.random.default_rng(spec.seed)
         n_scenes = spec.test_scenes + len(spec.languages) * (spec.train_per_language + spec.val_per_language)
         seeds = rng.choice(2**31, size=n_scenes, replace=False)
@@ -183,6 +228,35 @@ class World:
                                      int(rng.integers(N_TEMPLATES)), mismatched))
         if spec.hard_test_pairs:
             world.captions[HARD_TEST_SPLIT] = world._hard_test(meanings, index, canonical)
+        return world
+
+    @classmethod
+    def _task2(cls, spec: WorldSpec, meanings, canonical) -> "World":
+        """Task 2's splits: every image captioned several times in every language, independently."""
+        rng = np.random.default_rng(spec.seed)
+        n_images = spec.test_scenes + spec.train_per_language + spec.val_per_language
+        seed_iter = iter(rng.choice(2**31, size=n_images, replace=False).tolist())
+        world = cls(spec, {s: [] for s in SPLITS})
+
+        def caption_image(split: str, image_id: str, scene: Meaning, per_language: int) -> None:
+            seed = next(seed_iter)
+            for lang in spec.languages:  # an image's captions are consecutive (loaders group runs by image)
+                for k in range(per_language):
+                    said = scene.inverted() if rng.random() < 0.5 else scene
+                    world.captions[split].append(WorldCaption(image_id, f"{image_id}-{lang}-{k}", split, lang, scene,
+                                                              seed, said, int(rng.integers(N_TEMPLATES))))
+
+        # test: unique meanings up to inversion, never in train or val, as in the default protocol
+        test_classes = rng.choice(np.unique(canonical), size=spec.test_scenes, replace=False)
+        for j, cls_index in enumerate(test_classes.tolist()):
+            m = meanings[cls_index]
+            caption_image("test", f"world-test-{j:06d}", m.inverted() if rng.random() < 0.5 else m,
+                          spec.test_references)
+        allowed = np.flatnonzero(~np.isin(canonical, test_classes))
+        for split, n in (("train", spec.train_per_language), ("val", spec.val_per_language)):
+            for i in range(n):
+                caption_image(split, f"world-{split}-{i:06d}", meanings[int(rng.choice(allowed))],
+                              spec.captions_per_language)
         return world
 
     def _hard_test(self, meanings, index, canonical) -> list[WorldCaption]:

@@ -11,20 +11,22 @@ from typing import Any
 
 from .base import Translator, TranslatorError
 
-BACKENDS = ("hf", "ctranslate2", "world")
+BACKENDS = ("hf", "ctranslate2", "world", "pivot")
 COMMON_KEYS = {"backend", "batch_size"}
 MODEL_KEYS = {"model", "num_threads", "device", "max_length", "min_length", "num_beams", "language_codes"}
 KEYS_BY_BACKEND = {
     "hf": COMMON_KEYS | MODEL_KEYS,
     "ctranslate2": COMMON_KEYS | MODEL_KEYS | {"compute_type"},
     "world": COMMON_KEYS,
+    "pivot": COMMON_KEYS | {"model", "num_threads", "device", "max_length", "num_beams"},
 }
 
 
 def build_translator(config: Mapping[str, Any]) -> Translator:
     """A translator from a mapping with keys:
 
-    backend ("hf" | "ctranslate2" | "world"), model (directory or `{src}`/`{tgt}` template),
+    backend ("hf" | "ctranslate2" | "world" | "pivot"), model (directory or `{src}`/`{tgt}` template; for
+    pivot a visual-pivoting captioner's run or export),
     compute_type (ctranslate2 only), batch_size, num_threads, device, max_length (generated
     tokens), min_length, num_beams, language_codes (ISO 639-1 -> model code overrides).
     Keys set to None count as absent.
@@ -52,6 +54,15 @@ def build_translator(config: Mapping[str, Any]) -> Translator:
 
         return WorldReferenceTranslator(**batch)
 
+    if backend == "pivot":
+        if "model" not in given:
+            raise TranslatorError("the pivot backend needs config key 'model': a visual-pivoting captioner's run "
+                                  "folder, checkpoints folder or export")
+        from .pivot import PivotTranslator
+
+        return PivotTranslator(given["model"], **batch, num_threads=given.get("num_threads"),
+                               device=given.get("device", "cpu"), num_beams=int(given.get("num_beams", 5)),
+                               max_length=given.get("max_length"))
     if "model" not in given:
         raise TranslatorError(f"the {backend} backend needs config key 'model': a local model directory "
                               "or a template like /models/opus-mt-{src}-{tgt}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -18,7 +17,7 @@ from dist_train.config import ConfigError, check_known_keys
 from dist_train.losses import cloze_loss, cross_modal_loss, simclr_loss, transitive_loss
 from dist_train.models.registry import build_model
 from dist_train.models.text_batch import IGNORE_INDEX, mask_for_cloze
-from dist_train.train.config import TrainConfig
+from dist_train.train.config import TrainConfig, run_dir
 from dist_train.train.data import Vocab
 
 log = logging.getLogger(__name__)
@@ -300,7 +299,7 @@ class GlobetrotterObjective:
         if missing:
             log.warning("step %d: not logged, could not be computed on %s: %s", step, cfg.eval.split, ", ".join(missing))
         tb.scalars({tag: v for tag, v in values.items() if tag not in missing}, step)
-        heatmap = Path(cfg.out_dir) / "eval" / f"sentence_translation_step{step:08d}.png"
+        heatmap = run_dir(cfg) / "eval" / f"sentence_translation_step{step:08d}.png"
         save_pair_heatmap(pairs["value"], pairs["languages"], heatmap,
                           title=f"sentence translation, step {step}", chance=overall["chance"])
         tb.image("eval/sentence_translation_pairs", heatmap, step)

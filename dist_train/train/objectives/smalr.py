@@ -34,7 +34,7 @@ from dist_train.losses.triplet import MULE_HARD_NEGATIVES, MULE_IMAGE_WEIGHT, MU
 from dist_train.models.hem import MASK, full_vocabulary_parameters
 from dist_train.models.registry import build_model
 from dist_train.models.smalr import SmalrConfig
-from dist_train.train.config import TrainConfig
+from dist_train.train.config import TrainConfig, run_dir
 from dist_train.train.data import Vocab
 from dist_train.train.hem_vocab import (HemSettings, WordSplitter, WordVocabulary, fit_hem_tables, fit_word_vectors,
                                         load_artifact, pad_word_ids, save_artifact)
@@ -118,7 +118,7 @@ class SmalrObjective:
     # --- the fitted vocabulary and the model -------------------------------------------------------------
 
     def _hem_dir(self) -> Path:
-        return Path(self.run.out_dir) / "hem"
+        return run_dir(self.run) / "hem"
 
     def _fit_or_load_hem(self) -> dict[str, np.ndarray]:
         """RUN/hem/ when it exists; otherwise rank 0 fits the vocabulary and vectors, then every rank
@@ -415,7 +415,7 @@ class SmalrObjective:
                 values[f"eval/mean_recall_A_{method}"] = result[f"average_mean_recall_{method}"]
         tb.scalars(values, step)
         tb.flush()
-        out = Path(cfg.out_dir) / "eval"
+        out = run_dir(cfg) / "eval"
         out.mkdir(parents=True, exist_ok=True)
         (out / f"smalr_step{step:08d}.json").write_text(json.dumps(result, indent=2, sort_keys=True))
         log.info("step %d: mean recall A %.2f (chance %.2f)%s", step, cross.average_mean_recall,

@@ -34,7 +34,7 @@ import torch
 from dist_train.config import ConfigError, check_known_keys
 from dist_train.losses import triplet_ranking_loss
 from dist_train.models.registry import build_model
-from dist_train.train.config import TrainConfig
+from dist_train.train.config import TrainConfig, run_dir
 from dist_train.train.data import Vocab
 
 log = logging.getLogger(__name__)
@@ -196,7 +196,7 @@ class VSEObjective:
         values.update({f"eval/mean_recall/{lang}": v for lang, v in result["mean_recall"].items()})
         tb.scalars(values, step)
         tb.flush()
-        path = Path(cfg.out_dir) / "eval" / f"retrieval-step{step:08d}.json"
+        path = run_dir(cfg) / "eval" / f"retrieval-step{step:08d}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=2, default=float))
         log.info("step %d: mean recall A %.2f (chance %.2f); per language: %s", step, result["A"], result["A_chance"],
