@@ -5,6 +5,8 @@ Every loss returns this rank's share: averaged over ranks (as DDP and DeepSpeed 
 it is the loss of one process over the concatenated batch. Embeddings are expected L2-normalised.
 """
 
+from dist_train.losses.adversarial import (critic_loss_wgan, generator_loss_wgan, gradient_penalty, latent_critic_loss,
+                                           latent_generator_loss, reconstruction_mse, wasserstein_estimate)
 from dist_train.losses.cloze import cloze_loss
 from dist_train.losses.contrastive import cross_modal_loss
 from dist_train.losses.grad_cache import grad_cache_step, split_batch
@@ -15,6 +17,13 @@ from dist_train.losses.triplet import triplet_ranking_loss
 
 __all__ = [
     "adversarial_ramp",
+    "critic_loss_wgan",
+    "generator_loss_wgan",
+    "gradient_penalty",
+    "latent_critic_loss",
+    "latent_generator_loss",
+    "reconstruction_mse",
+    "wasserstein_estimate",
     "language_adversary_loss",
     "mclm_loss",
     "neighbourhood_loss",

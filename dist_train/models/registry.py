@@ -21,7 +21,7 @@ MODELS: dict[str, type[nn.Module]] = {}
 
 # Modules that register the models shipped with dist_train.
 _BUILTIN_MODULES = ("dist_train.models.globetrotter", "dist_train.models.smalr", "dist_train.models.vse",
-                    "dist_train.models.captioner")
+                    "dist_train.models.captioner", "dist_train.models.mmt")
 
 
 def register_model(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
