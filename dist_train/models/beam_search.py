@@ -20,13 +20,14 @@ beams. The rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-__all__ = ["Hypotheses", "State", "beam_search", "greedy_decode", "map_state"]
+__all__ = ["Hypotheses", "State", "beam_search", "eval_mode", "greedy_decode", "map_state"]
 
 State = Any  # a tensor, or a tuple/list/dict (nested) of tensors, each with leading dim = rows
 
@@ -35,6 +36,19 @@ State = Any  # a tensor, or a tuple/list/dict (nested) of tensors, each with lea
 class Hypotheses:
     tokens: list[list[int]]  # best hypothesis per batch element, without BOS and without EOS
     scores: torch.Tensor  # [batch], the length-normalised log-probability of each
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """`model` in eval mode inside (what decoding needs); every submodule's own mode restored after, so
+    a frozen part of a model in training stays frozen."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 def map_state(fn: Callable[[torch.Tensor], torch.Tensor], state: State) -> State:

@@ -32,15 +32,14 @@ output, frozen and never run (so DDP finds no unused trainable parameter).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dist_train.models.beam_search import Hypotheses, beam_search
+from dist_train.models.beam_search import Hypotheses, beam_search, eval_mode
 from dist_train.models.image_encoders import SpatialCNN, build_image_encoder, image_encoder_names
 from dist_train.models.registry import register_model
 from dist_train.models.resnet import ARCHS as RESNET_ARCHS
@@ -386,17 +385,6 @@ class PivotCaptioner(nn.Module):
             targets[index] = count
         return total / targets.sum().clamp(min=1.0), per_language, targets
 
-    @contextmanager
-    def _eval_mode(self) -> Iterator[None]:
-        """Eval mode inside; every submodule's own mode restored after (a frozen encoder stays so)."""
-        modes = [(m, m.training) for m in self.modules()]
-        self.eval()
-        try:
-            yield
-        finally:
-            for module, training in modes:
-                module.training = training
-
     def generate(self, features: torch.Tensor, language: int | str, beam_size: int = 5, max_len: int | None = None,
                  length_penalty: float = 1.0) -> Hypotheses:
         """Beam-search captions of `features [B, N, C]` in `language` (in eval mode): tokens
@@ -416,7 +404,7 @@ class PivotCaptioner(nn.Module):
             return log_probs, (h, cell, feats, projected)
 
         max_len = c.max_caption_len if max_len is None else max_len
-        with self._eval_mode(), torch.no_grad():
+        with eval_mode(self), torch.no_grad():
             h, cell, projected = decoder.start(features)
             return beam_search(step, (h, cell, features, projected), batch_size=features.shape[0], bos_id=c.bos_id,
                                eos_id=c.eos_id, beam_size=beam_size, max_len=max_len, length_penalty=length_penalty)
@@ -462,7 +450,7 @@ class PivotCaptioner(nn.Module):
             self.language_index(language)
             if tokens.dim() != 2 or tokens.shape[0] != z0.shape[0]:
                 raise ValueError(f"given tokens must be [B={z0.shape[0]}, T], got {tuple(tokens.shape)}")
-        with self._eval_mode(), torch.inference_mode(False), torch.enable_grad():
+        with eval_mode(self), torch.inference_mode(False), torch.enable_grad():
             z = z0.detach().clone().requires_grad_(True)
             opt = torch.optim.Adam([z], lr=lr) if optimizer == "adam" else torch.optim.SGD([z], lr=lr)
             for _ in range(steps):
@@ -491,7 +479,7 @@ class PivotCaptioner(nn.Module):
         noise = noise.to(device=weight.device, dtype=weight.dtype)
         mean = torch.tensor(pixel_mean, dtype=weight.dtype, device=weight.device).view(1, 3, 1, 1)
         std = torch.tensor(pixel_std, dtype=weight.dtype, device=weight.device).view(1, 3, 1, 1)
-        with self._eval_mode(), torch.no_grad():
+        with eval_mode(self), torch.no_grad():
             return self.encode_pivot(noise * std + mean)
 
     def translate(self, given_tokens: torch.Tensor, source_language: int | str, target_language: int | str,
@@ -500,7 +488,7 @@ class PivotCaptioner(nn.Module):
         """Caption in `target_language` from the pivot that feedback propagation fits to
         `given_tokens` in `source_language`, starting from `z0` (an image's pivot or `noise_pivot`)."""
         z = self.feedback_propagation(z0, [(source_language, given_tokens)], steps=steps, lr=lr, optimizer=optimizer)
-        with torch.no_grad(), self._eval_mode():
+        with torch.no_grad(), eval_mode(self):
             features = self.features_from_pivot(z)
         return self.generate(features, target_language, beam_size=beam_size, max_len=max_len,
                              length_penalty=length_penalty)

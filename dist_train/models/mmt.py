@@ -51,8 +51,7 @@ groups so a trainer can build the paper's two optimisers: Q + G (`translation_pa
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -60,7 +59,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from dist_train.models.beam_search import Hypotheses, beam_search
+from dist_train.models.beam_search import Hypotheses, beam_search, eval_mode
 from dist_train.models.registry import register_model
 
 __all__ = [
@@ -495,16 +494,6 @@ class MMTModel(nn.Module):
 
     # --- translation ------------------------------------------------------------------------------------
 
-    @contextmanager
-    def _eval_mode(self) -> Iterator[None]:
-        modes = [(m, m.training) for m in self.modules()]
-        self.eval()
-        try:
-            yield
-        finally:
-            for module, training in modes:
-                module.training = training
-
     def translate(self, src: torch.Tensor, features: torch.Tensor | None = None, beam_size: int = 5,
                   max_len: int | None = None, length_penalty: float = 1.0) -> Hypotheses:
         """Beam-search translations of `src [B, L]` (in eval mode, no gradient) with the project's
@@ -512,7 +501,7 @@ class MMTModel(nn.Module):
         log-probabilities. `beam_size=1` is greedy decoding."""
         c = self.config
         max_len = c.max_len if max_len is None else max_len
-        with self._eval_mode(), torch.no_grad():
+        with eval_mode(self), torch.no_grad():
             state = self.decode_state(src, features)
             return beam_search(self.decode_step, state, batch_size=src.shape[0], bos_id=c.bos_id, eos_id=c.eos_id,
                                beam_size=beam_size, max_len=max_len, length_penalty=length_penalty)
