@@ -148,7 +148,8 @@ def cmd_verify(args) -> int:
     if report.ok:
         print(f"OK {len(report.shards)} shard(s), {n} samples verified under {args.path}")
         return 0
-    print(f"{len(report.bad_shards)} of {len(report.shards)} shard(s) failed verification")
+    problems = f"{len(report.problems)} problem(s) with the dataset, " if report.problems else ""
+    print(f"verification failed: {problems}{len(report.bad_shards)} of {len(report.shards)} shard(s) bad")
     return 1
 
 
