@@ -354,22 +354,54 @@ def cmd_export(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from contextlib import ExitStack
+
     from .eval.run import evaluate, summary_line
     from .storage import staged_folder
+    from .train.export import model_name
+
+    members = [m.strip() for m in (args.ensemble or "").split(",") if m.strip()]
+    if args.ensemble is not None and not members:
+        raise ValueError("--ensemble: give one or more checkpoints, separated by commas")
+
+    def mmt_member(member: str, local: Path) -> Path:
+        """An --ensemble checkpoint, checked to hold a translation model before any weights are read."""
+        found = model_name(local)
+        if found == "mmt":
+            return local
+        if not local.exists():
+            raise FileNotFoundError(f"--ensemble {member}: no such checkpoint or export")
+        what = f"holds a {found} model" if found else "is not a run, checkpoints, step or export folder"
+        raise ValueError(f"--ensemble {member}: {what}, not a translation model (model: mmt)")
 
     with _local_copy(args.checkpoint) as checkpoint, staged_folder(args.out) as out:
-        from .train.export import model_name
+        name = model_name(checkpoint)
+        if members and name != "mmt":
+            raise ValueError(f"--ensemble: only translation models (model: mmt) decode as an ensemble; "
+                             f"{args.checkpoint} holds {f'a {name} model' if name else 'no model this command knows'}")
+        if name == "mmt":  # a translation model: sacreBLEU and METEOR of its translations
+            from .eval.translation import evaluate_translation
+            from .eval.translation import summary_line as translation_summary
 
-        if model_name(checkpoint) == "pivot":  # a captioner: Table 1 of visual pivoting
+            with ExitStack() as copies:
+                ensemble = [mmt_member(m, copies.enter_context(_local_copy(m))) for m in members]
+                metrics = evaluate_translation([checkpoint, *ensemble], args.shards, out, split=args.split,
+                                               beam_size=args.beam_size, batch_size=args.batch_size,
+                                               meteor=not args.no_meteor, progress=not args.quiet)
+            print(translation_summary(metrics))
+            where = args.out.rstrip("/")
+            print(f"wrote {where}/metrics.json and {where}/report.md")
+            return 0
+        if name == "pivot":  # a captioner: Table 1 of visual pivoting
             from .eval.pivot import PivotSettings, evaluate_pivot
             from .eval.pivot import summary_line as pivot_summary
 
             settings = None
-            if args.pivot_steps is not None or args.pivot_lr is not None:
+            if args.pivot_steps is not None or args.pivot_lr is not None or args.beam_size is not None:
                 from .train.export import run_objective
 
                 settings = PivotSettings.of_run(run_objective(checkpoint), steps=args.pivot_steps, lr=args.pivot_lr,
-                                                batch_size=args.batch_size)
+                                                beam_size=args.beam_size, batch_size=args.batch_size)
             pairs = [tuple(p.split("-", 1)) for p in args.pairs.split(",")] if args.pairs else None
             metrics = evaluate_pivot(checkpoint, args.shards, out, split=args.split, pairs=pairs, settings=settings,
                                      meteor=not args.no_meteor, progress=not args.quiet)
@@ -449,7 +481,7 @@ def cmd_demo(args) -> int:
 
     return run_demo(preset=args.preset, shards_root=args.shards_root, workers=args.workers, progress=not args.quiet,
                     runs_root=args.runs_root, processes=args.processes, smalr=not args.no_smalr,
-                    pivot=not args.no_pivot)
+                    pivot=not args.no_pivot, mmt=not args.no_mmt, stage=args.stage)
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -499,7 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
                 "The whole pipeline on the built-in multilingual benchmark: pack it into shards/packed/, preprocess\n"
                 "it with Ray into shards/, train Globetrotter with DeepSpeed ZeRO-2 on local processes into runs/,\n"
                 "and evaluate it; then SMALR on the benchmark in ten languages (every image captioned in each,\n"
-                "image features precomputed) with its image-text mean recall and Cross-Lingual Consistency.\n"
+                "image features precomputed) with its image-text mean recall and Cross-Lingual Consistency; visual\n"
+                "pivoting (captioners per language, Table 1); and en -> de multimodal translation with adversarial\n"
+                "reconstruction (Q-WAAE, sacreBLEU and METEOR). `--stage mmt` runs that last stage alone.\n"
                 "Each step resumes or is skipped when its output is already there.")
     p.add_argument("--preset", default="demo", help="built-in benchmark size: tiny, demo or large")
     p.add_argument("--shards-root", type=Path, default=Path("shards"), help="where datasets are written")
@@ -508,6 +542,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="image encoding processes (default: all cores)")
     p.add_argument("--no-smalr", action="store_true", help="skip the SMALR stage")
     p.add_argument("--no-pivot", action="store_true", help="skip the visual-pivoting stage")
+    p.add_argument("--no-mmt", action="store_true", help="skip the multimodal-translation stage")
+    p.add_argument("--stage", choices=("all", "mmt"), default="all",
+                   help="all stages (default), or only the multimodal-translation stage (its dataset made if missing)")
     p.set_defaults(func=cmd_demo)
 
     p = _parser(sub, "pack", "pack a dataset into WebDataset shards",
@@ -623,7 +660,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace the export in a non-empty output folder")
     p.set_defaults(func=cmd_export)
 
-    p = _parser(sub, "eval", "measure a trained model: translation by retrieval, word translation, cross-modal recall",
+    p = _parser(sub, "eval", "measure a trained model: translation by retrieval, word translation, cross-modal recall; "
+                "BLEU and METEOR of captioners and translation models",
                 "dist-train eval --checkpoint runs/tiny/checkpoints --shards shards/world-tiny --out runs/tiny/eval",
                 "Evaluate a checkpoint folder (DeepSpeed, the latest complete checkpoint) or an exported model on\n"
                 "the test split of a preprocessed dataset: sentence translation by retrieval (overall, per\n"
@@ -635,7 +673,13 @@ def build_parser() -> argparse.ArgumentParser:
                 "and METEOR of image -> a, image + b -> a and b -> a (feedback propagation) with the noise-image\n"
                 "and retrieval baselines, for each language pair:\n"
                 "  dist-train eval --checkpoint runs/pivot-demo/checkpoints --shards shards/world-pivot \\\n"
-                "      --out runs/pivot-demo/eval --pairs en-de")
+                "      --out runs/pivot-demo/eval --pairs en-de\n\n"
+                "A multimodal translation model (model: mmt) gets sacreBLEU (with its signature) and METEOR of its\n"
+                "beam-search translations of each test image's first source caption, against all of the image's\n"
+                "target captions and the caption's stored translation; --ensemble decodes more runs with it as\n"
+                "one ensemble (their probabilities averaged at each step):\n"
+                "  dist-train eval --checkpoint runs/mmt-demo/best --shards shards/world-demo-en-de \\\n"
+                "      --out runs/mmt-demo/eval --ensemble runs/mmt-demo-s1/best,runs/mmt-demo-s2/best")
     p.add_argument("--checkpoint", type=_path_or_url, required=True,
                    help="checkpoints folder, one step folder, or export (a path or a URL)")
     p.add_argument("--shards", type=_location, required=True, help="preprocessed dataset folder (a path or a URL)")
@@ -653,7 +697,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", help="pivot captioners: language pairs of Table 1, e.g. en-de,en-fr (default: every pair)")
     p.add_argument("--pivot-steps", type=int, help="pivot captioners: feedback-propagation steps (default: the run's)")
     p.add_argument("--pivot-lr", type=float, help="pivot captioners: feedback-propagation rate (default: the run's)")
-    p.add_argument("--no-meteor", action="store_true", help="pivot captioners: skip METEOR (it needs Java)")
+    p.add_argument("--no-meteor", action="store_true",
+                   help="pivot captioners and translation models: skip METEOR (it needs Java)")
+    p.add_argument("--beam-size", type=int,
+                   help="translation models and pivot captioners: beam width (default: the run's)")
+    p.add_argument("--ensemble", metavar="CKPT[,CKPT...]",
+                   help="translation models: more checkpoints of MMT runs (paths or URLs), decoded as one ensemble "
+                   "with --checkpoint")
     p.set_defaults(func=cmd_eval)
 
     p = _parser(sub, "caption", "caption an image, or translate a caption, with a pivot captioner",

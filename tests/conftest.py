@@ -67,3 +67,19 @@ def pivot_tiny_preprocessed(tmp_path_factory) -> Path:
     run_cli("-q", "preprocess", "--in", packed, "--out", out, "ray.object_store_memory=300000000",
             env={**os.environ, "RAY_ADDRESS": ""})
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_parallel2(tmp_path_factory) -> Path:
+    """English -> German MMT's setting on the tiny benchmark (configs/preprocess/mmt-en-de.yaml): every
+    train/val image captioned in en and de (the reference translator's exact translations), test images
+    captioned independently in both with each caption's exact translation stored, image features
+    (read-only)."""
+    root = tmp_path_factory.mktemp("parallel2")
+    packed = root / "packed" / "world-tiny-parallel2"
+    run_cli("-q", "pack", "world", "--preset", "tiny", "--languages", "en,de", "--out", packed, "--workers", "0")
+    out = root / "world-tiny-parallel2"
+    run_cli("-q", "preprocess", "--in", packed, "--out", out, "--config", REPO / "configs/preprocess/mmt-en-de.yaml",
+            "features.image_size=32", "features.resize=32", "ray.object_store_memory=300000000",
+            env={**os.environ, "RAY_ADDRESS": ""})
+    return out

@@ -116,7 +116,7 @@ def test_killed_pack_resumes_to_the_same_bytes_as_an_uninterrupted_run(tmp_path)
     assert run_cli("shards", "verify", killed).returncode == 0
 
 
-@pytest.mark.timeout(1800)  # six stages, three trainings; minutes on a loaded 2-core machine
+@pytest.mark.timeout(1800)  # seven stages, four trainings; minutes on a loaded 2-core machine
 def test_demo_packs_preprocesses_trains_with_two_processes_and_evaluates(tmp_path):
     runs = tmp_path / "runs"
     proc = run_cli("demo", "--preset", "tiny", "--shards-root", tmp_path, "--runs-root", runs, "--workers", "1")
@@ -149,3 +149,9 @@ def test_demo_packs_preprocesses_trains_with_two_processes_and_evaluates(tmp_pat
     (pair,) = json.loads((pivot / "eval" / "metrics.json").read_text())["pivot"]
     assert pair["pair"] == ["en", "de"] and {"image+de->en", "de->en", "retrieval de->en"} <= set(pair["rows"])
     assert "| image+en->de |" in proc.stdout and "| noise->de |" in proc.stdout
+    mmt = runs / "mmt-tiny"  # step 7: en -> de translation with Q-WAAE, its critic in every checkpoint
+    assert (mmt / "checkpoints" / "latest").read_text() == "step00000006"
+    assert (mmt / "checkpoints" / "step00000006" / "critic").is_dir() and (mmt / "best" / "model.safetensors").is_file()
+    translation = json.loads((mmt / "eval-test" / "metrics.json").read_text())["translation"]
+    assert translation["pair"] == "en-de" and translation["sentences"] == 24
+    assert "en->de on test (24 sentences)" in proc.stdout

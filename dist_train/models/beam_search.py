@@ -16,20 +16,25 @@ beams. The rules:
 - An element stops once its best finished score is at least the best score any live beam could
   still reach (log-probabilities are <= 0, so a live beam's sum only falls, and its length is at
   most `max_len`): stopping early never changes the result, it only saves steps.
+
+Several models decode as one ensemble through `ensemble_step`: it makes one step function of theirs,
+whose state is the tuple of their states (so the rules above apply unchanged).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-__all__ = ["Hypotheses", "State", "beam_search", "eval_mode", "greedy_decode", "map_state"]
+__all__ = ["Hypotheses", "State", "Step", "beam_search", "ensemble_step", "eval_mode", "greedy_decode", "map_state"]
 
 State = Any  # a tensor, or a tuple/list/dict (nested) of tensors, each with leading dim = rows
+Step = Callable[[torch.Tensor, State], tuple[torch.Tensor, State]]  # (last_tokens [rows], state) -> (log_probs, state)
 
 
 @dataclass
@@ -186,3 +191,31 @@ def greedy_decode(
     """Argmax until EOS or `max_len`: `beam_search` with one beam (scores normalised the same way)."""
     return beam_search(step, state, batch_size=batch_size, bos_id=bos_id, eos_id=eos_id, beam_size=1,
                        max_len=max_len, length_penalty=length_penalty)
+
+
+def ensemble_step(steps: Sequence[Step]) -> Step:
+    """One step function for several models decoding together, as fairseq's EnsembleModel does: each
+    model steps on its own state and the next-token distribution is the mean of their probabilities,
+    ``log(mean_m exp(log_probs_m))`` (log-mean-exp, so a token only one model rules out stays possible).
+    Its state is the tuple of the models' states, in the order of `steps`; their vocabularies must be
+    the same size (ValueError otherwise). The log-probabilities come in the widest dtype of the models'."""
+    steps = list(steps)
+    if not steps or not all(callable(s) for s in steps):
+        raise ValueError("ensemble_step needs one step function per model, at least one")
+    log_n = math.log(len(steps))
+
+    def step(last_tokens: torch.Tensor, states: State) -> tuple[torch.Tensor, State]:
+        if not isinstance(states, tuple) or len(states) != len(steps):
+            raise ValueError(f"an ensemble of {len(steps)} models needs a tuple of {len(steps)} states")
+        outs = [s(last_tokens, state) for s, state in zip(steps, states)]
+        shapes = {tuple(log_probs.shape) for log_probs, _ in outs}
+        if len(shapes) != 1:
+            raise ValueError(f"the ensemble's models give log_probs of different shapes {sorted(shapes)}: "
+                             "they must share one vocabulary")
+        dtype = outs[0][0].dtype
+        for log_probs, _ in outs[1:]:
+            dtype = torch.promote_types(dtype, log_probs.dtype)
+        stacked = torch.stack([log_probs.to(dtype) for log_probs, _ in outs])
+        return torch.logsumexp(stacked, dim=0) - log_n, tuple(state for _, state in outs)
+
+    return step

@@ -73,6 +73,7 @@ __all__ = [
     "RECONSTRUCTIONS",
     "RegressionHead",
     "TextEncoder",
+    "build_critic",
 ]
 
 RECONSTRUCTIONS = ("none", "regression", "g-wgan", "q-waae")
@@ -115,6 +116,8 @@ class MMTConfig:
         stochasticity (section 4.1; the rate is not given, 0.5 as in Isola et al.).
     critic_hidden_dims: the G-WGAN critic's hidden layers (1024, 512).
     prior_std: standard deviation of the Q-WAAE prior h' ~ N(0, prior_std^2 I) (1, Algorithm 2).
+    with_critic: the model holds its critic D (`critic`); the trainer sets False and steps D as an
+        engine of its own (`build_critic`), so the translation model's checkpoints and exports are Q + G.
     """
 
     source_vocab_size: int
@@ -140,6 +143,7 @@ class MMTConfig:
     generator_dropout: float = 0.5
     critic_hidden_dims: list[int] = field(default_factory=lambda: [1024, 512])
     prior_std: float = 1.0
+    with_critic: bool = True
 
     def __post_init__(self) -> None:
         for name in ("source_vocab_size", "target_vocab_size", "embed_dim", "hidden_dim", "attention_dim",
@@ -147,7 +151,7 @@ class MMTConfig:
             _positive_int(name, getattr(self, name))
         for name in ("dropout_emb", "dropout_ctx", "dropout_out", "dropout_emb_target", "generator_dropout"):
             _probability(name, getattr(self, name))
-        for name in ("visual_context", "tied_embeddings"):
+        for name in ("visual_context", "tied_embeddings", "with_critic"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.tied_embeddings and self.bottleneck_dim != self.embed_dim:
@@ -341,6 +345,16 @@ class LatentCritic(nn.Module):
         return self.linear(h).squeeze(-1)
 
 
+def build_critic(config: MMTConfig) -> nn.Module | None:
+    """The critic D of a reconstruction form: `FeatureCritic` for "g-wgan", `LatentCritic` for "q-waae",
+    None for the forms without one."""
+    if config.reconstruction == "g-wgan":
+        return FeatureCritic(config.feature_dim, config.hidden_dim, config.critic_hidden_dims)
+    if config.reconstruction == "q-waae":
+        return LatentCritic(config.hidden_dim)
+    return None
+
+
 # --- the model ----------------------------------------------------------------------------------------
 
 
@@ -363,10 +377,10 @@ class MMTModel(nn.Module):
             self.generator = RegressionHead(c.hidden_dim, c.feature_dim)
         elif c.reconstruction == "g-wgan":
             self.generator = ConditionalGenerator(c.hidden_dim, c.noise_dim, c.feature_dim, c.generator_dropout)
-            self.critic = FeatureCritic(c.feature_dim, c.hidden_dim, c.critic_hidden_dims)
         elif c.reconstruction == "q-waae":
             self.generator = LatentGenerator(c.hidden_dim, c.feature_dim)
-            self.critic = LatentCritic(c.hidden_dim)
+        if c.with_critic:
+            self.critic = build_critic(c)
 
     def config_dict(self) -> dict:
         return asdict(self.config)

@@ -5,6 +5,10 @@ only then does rank 0 replace the pointer `DIR/checkpoints/latest` (atomically, 
 `load_checkpoint` reads), and prune all but the last K. A crash mid-save leaves the previous
 pointer, so a resumed run never loads a half-written checkpoint.
 
+An objective that trains a second model with an optimizer of its own (the MMT critic) has a second
+DeepSpeed engine; its files are a subfolder of the same step folder (`step00000100/critic/`), written
+before the pointer moves and loaded with the main engine's, so one checkpoint always holds both.
+
 Each rank's `rank_NNNNN.pt` holds what DeepSpeed's client state cannot (it is written by rank 0
 only): the RNG states of that rank and the position of its data loader, as tensors and plain values.
 
@@ -98,8 +102,8 @@ def incomplete(folder: Path) -> str | None:
     or no model states at all), naming the file; None when each file is whole. Reads only each archive's
     directory at its end, never the tensors."""
     folder = Path(folder)
-    files = sorted(folder.glob("*.pt"))
-    if not any(f.name.startswith("mp_rank_") or "model_states" in f.name for f in files):
+    files = sorted(folder.rglob("*.pt"))  # an extra engine's files are in a subfolder
+    if not any(f.parent == folder and (f.name.startswith("mp_rank_") or "model_states" in f.name) for f in files):
         return f"{folder} holds no model states (mp_rank_*_model_states.pt)"
     for f in files:
         size = f.stat().st_size
@@ -260,11 +264,14 @@ def _barrier() -> None:
 
 
 def save(engine, checkpoints: Path, step: int, client_state: dict[str, Any], rank_state: dict[str, Any],
-         keep_last: int) -> Path:
-    """Write a complete checkpoint for `step` on every rank, then move the pointer (rank 0)."""
+         keep_last: int, extra_engines: dict[str, Any] | None = None) -> Path:
+    """Write a complete checkpoint for `step` on every rank, then move the pointer (rank 0).
+    `extra_engines`: {name: engine} saved into the step folder's subfolder `name`."""
     checkpoints = Path(checkpoints)
     tag = tag_for(step)
     engine.save_checkpoint(str(checkpoints), tag=tag, client_state=client_state, save_latest=False)
+    for name, extra in (extra_engines or {}).items():
+        extra.save_checkpoint(str(checkpoints / tag), tag=name, save_latest=False)
     rank = dist.get_rank() if dist.is_initialized() else 0
     import io
 
@@ -286,8 +293,8 @@ def prune(checkpoints: Path, keep_last: int, tag: str) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def load(engine, checkpoints: Path, world_size: int,
-         tag: str | None = None) -> tuple[dict[str, Any], dict[str, Any]] | None:
+def load(engine, checkpoints: Path, world_size: int, tag: str | None = None,
+         extra_engines: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """Load checkpoint `tag` (default: `resume_tag`, the latest complete checkpoint) into `engine`; returns
     (client state, this rank's state), or None when there is none. A checkpoint from another number of
     processes is refused with a message that says what to do; a truncated, empty, unsafe or corrupt file,
@@ -311,6 +318,13 @@ def load(engine, checkpoints: Path, world_size: int,
         rank_state = safe_load(checkpoints / tag / f"rank_{rank:05d}.pt")
         with deepspeed_loads():
             load_path, client_state = engine.load_checkpoint(str(checkpoints), tag=tag)
+            for name, extra in (extra_engines or {}).items():
+                if not (checkpoints / tag / name).is_dir():
+                    raise CheckpointError(f"{checkpoints / tag} has no {name}/ folder: it was not written by this "
+                                          f"objective (its {name} engine is saved there)")
+                extra_path, _ = extra.load_checkpoint(str(checkpoints / tag), tag=name)
+                if extra_path is None:
+                    raise CheckpointError(f"{checkpoints / tag / name}: DeepSpeed found no model states in it")
     except CheckpointError as e:
         if "refused to load" in str(e):
             raise

@@ -32,6 +32,9 @@ class DataConfig:
     image_features: bool = False
     # > 0: batches of whole images, this many captions of distinct languages each (see train/loader.py)
     captions_per_image: int = 0
+    # with captions_per_image: the languages of each image's captions, in this order (a translation pair,
+    # [en, de], for the MMT objective); images lacking one are skipped; empty: any distinct languages
+    caption_languages: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -130,6 +133,12 @@ def validate(cfg: TrainConfig) -> None:
     require(d.captions_per_image >= 0 and (d.captions_per_image == 0
             or d.batch_size % d.captions_per_image == 0), "data.captions_per_image",
             d.captions_per_image, "must be 0 (off) or a positive divisor of data.batch_size")
+    langs = d.caption_languages
+    langs = None if isinstance(langs, (str, int, float)) or langs is None else list(langs)
+    require(langs is not None and all(isinstance(x, str) and x for x in langs)
+            and (not langs or (len(set(langs)) == len(langs) == d.captions_per_image)), "data.caption_languages",
+            langs, "must be empty or data.captions_per_image distinct language codes, e.g. [en, de] with "
+            "data.captions_per_image=2")
     require(d.max_tokens >= 3, "data.max_tokens", d.max_tokens, "must be at least 3")
     require(d.image_size > 0, "data.image_size", d.image_size, "must be positive")
     require(d.shuffle_buffer >= 0, "data.shuffle_buffer", d.shuffle_buffer, "must be >= 0 (0: no shuffle buffer)")

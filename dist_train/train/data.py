@@ -111,6 +111,25 @@ def check_translation_groups(root: str | Path, split: str, what: str = "sentence
         raise ConfigError(f"cannot evaluate {what} on split {split!r} of {root}: {problem}; {GROUPS_HOW_TO}")
 
 
+def feature_dim(shards: str | Path, split: str) -> int:
+    """The size of the precomputed image features of a split (its first sample's), or ConfigError when the
+    dataset has none (preprocessed without its features stage) or the split is empty."""
+    import io
+
+    import numpy as np
+
+    from dist_train.config import ConfigError
+    from dist_train.data.shards import iter_shard, list_finished_shards
+
+    for tar in list_finished_shards(shards, split):
+        for raw in iter_shard(tar):
+            if "features.npy" not in raw:
+                raise ConfigError(f"data.shards = {str(shards)!r}: samples have no image features; "
+                                  "preprocess with features.enabled=true")
+            return int(np.load(io.BytesIO(raw["features.npy"]), allow_pickle=False).shape[-1])
+    raise ConfigError(f"data.shards = {str(shards)!r}: no {split} samples")
+
+
 def build_stream(cfg: TrainConfig, vocab: Vocab, split: str, rank: int, world_size: int, batch_size: int,
                  num_workers: int, languages: list[str] | None = None) -> ShardStream:
     d = cfg.data
@@ -119,7 +138,7 @@ def build_stream(cfg: TrainConfig, vocab: Vocab, split: str, rank: int, world_si
                        max_tokens=d.max_tokens, resampled=d.resampled, language_temperature=d.language_temperature,
                        languages=languages, special_ids=(vocab.pad_id, vocab.bos_id, vocab.eos_id),
                        translation_group=caption_group, image_features=d.image_features,
-                       captions_per_image=d.captions_per_image)
+                       captions_per_image=d.captions_per_image, caption_languages=d.caption_languages or None)
 
 
 def build_train_loader(cfg: TrainConfig, vocab: Vocab, rank: int, world_size: int) -> TrainLoader:

@@ -61,7 +61,8 @@ def setup_process_group() -> tuple[int, int, torch.device]:
 
 
 # the columns of TensorBoard's HPARAMS tab (the tags a model does not log stay empty)
-HPARAM_METRICS = ["loss/total", "eval/sentence_translation", "eval/cross_modal_mean_recall", "eval/mean_recall_A"]
+HPARAM_METRICS = ["loss/total", "eval/sentence_translation", "eval/cross_modal_mean_recall", "eval/mean_recall_A",
+                  "eval/sacrebleu"]
 
 # what the experiment config decides; a DeepSpeed JSON that sets them too is overruled (with a warning)
 EXPERIMENT_DS_KEYS = ("optimizer", "scheduler", "train_batch_size", "train_micro_batch_size_per_gpu",
@@ -118,9 +119,11 @@ def deepspeed_config(cfg: TrainConfig, total_steps: int, world_size: int, micro_
         # holds it. torch's AdamW derives everything from its state_dict, so a resumed run is exact.
         # (The CUDA FusedAdam computes pow(beta, step) at every step and keeps nothing.)
         ds["optimizer"]["params"]["torch_adam"] = True
+    warmup = min(cfg.optim.warmup_steps, max(total_steps - 1, 0))
+    # DeepSpeed's schedule needs a warm-up of at least one step: none is one that starts at the full rate
     ds["scheduler"] = {"type": "WarmupCosineLR", "params": {
-        "total_num_steps": total_steps, "warmup_num_steps": min(cfg.optim.warmup_steps, max(total_steps - 1, 0)),
-        "warmup_min_ratio": 0.0, "cos_min_ratio": cfg.optim.min_lr_ratio, "warmup_type": "linear"}}
+        "total_num_steps": total_steps, "warmup_num_steps": max(warmup, 1),
+        "warmup_min_ratio": 0.0 if warmup else 1.0, "cos_min_ratio": cfg.optim.min_lr_ratio, "warmup_type": "linear"}}
     ds.setdefault("steps_per_print", 10**9)
     return ds
 
@@ -207,12 +210,16 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         model=model, model_parameters=getattr(objective, "parameter_groups", parameter_groups)(model, cfg.optim.weight_decay),
         config=ds_config)
 
+    # an objective with a second optimizer (the MMT critic) steps a second engine of its own
+    extra_engines = objective.build_engines(cfg, total_steps, world_size) if hasattr(objective, "build_engines") else {}
     step = 0
     generator = torch.Generator(device="cpu").manual_seed(cfg.seed * 1000 + rank)  # augmentation and masking
-    resumed = ckpt.load(engine, checkpoints, world_size, tag=resume_from)
+    resumed = ckpt.load(engine, checkpoints, world_size, tag=resume_from, extra_engines=extra_engines)
     if resumed is not None:
         client_state, rank_state = resumed
         step = int(client_state["step"])
+        if hasattr(objective, "load_state_dict"):  # e.g. early stopping's best score and patience
+            objective.load_state_dict(client_state.get("objective") or {})
         loader.load_state_dict(rank_state["loader"])
         ckpt.set_rng_state(rank_state["rng"])
         generator.set_state(rank_state["generator"])
@@ -225,11 +232,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     def save() -> None:
         synchronise_buffers(engine.module)  # the checkpoint holds rank 0's: make it every rank's
-        ckpt.save(engine, checkpoints, step,
-                  client_state={"step": step, "epoch": loader.epoch, "world_size": world_size},
+        client_state = {"step": step, "epoch": loader.epoch, "world_size": world_size}
+        if hasattr(objective, "state_dict"):
+            client_state["objective"] = objective.state_dict()
+        ckpt.save(engine, checkpoints, step, client_state=client_state,
                   rank_state={"loader": loader.state_dict(), "rng": ckpt.rng_state(),
                               "generator": generator.get_state()},
-                  keep_last=cfg.checkpoint.keep_last)
+                  keep_last=cfg.checkpoint.keep_last, extra_engines=extra_engines)
         if remote is not None:  # every node uploads its ranks' files, then rank 0 the pointer, last
             tag = ckpt.tag_for(step)
             if detect_env().local_rank == 0:
@@ -248,7 +257,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     progress = {"start_step": step, "start_time": time.perf_counter(), "total": total_steps}
     t_data = time.perf_counter()
     batches = iter(loader)
-    while step < total_steps:
+    stopped = _agreed_stop(objective, device)  # a resumed run that had already stopped early
+    while step < total_steps and not stopped:
         batch = next(batches)
         t_compute = time.perf_counter()
         window["data"] += t_compute - t_data
@@ -271,6 +281,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if cfg.eval.every_steps and step % cfg.eval.every_steps == 0 and step != total_steps:
             synchronise_buffers(engine.module)  # evaluation spreads its batches over the ranks
             objective.evaluate(engine, cfg, tb, step, device)
+            stopped = _agreed_stop(objective, device)
         if step % cfg.checkpoint.every_steps == 0 or step == total_steps:
             save()
             last_saved = step
@@ -278,7 +289,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if last_saved != step:
         save()
     result = {}
-    if step == total_steps:
+    if stopped and rank == 0:
+        log.info("stopped early at step %d: %s", step, objective.stop_reason())
+    if step == total_steps and not stopped:
         synchronise_buffers(engine.module)  # as saved in the last checkpoint
         result = objective.evaluate(engine, cfg, tb, step, device)
     tb.close()
@@ -291,7 +304,17 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         log_file.close()
     if remote is not None and rank == 0:  # the final evaluation's TensorBoard summaries and the log
         remote.push_run()
-    return {"step": step, "total_steps": total_steps, "eval": result}
+    return {"step": step, "total_steps": total_steps, "eval": result, "stopped_early": stopped}
+
+
+def _agreed_stop(objective, device: torch.device) -> bool:
+    """Whether the objective stops training now (early stopping; rank 0 evaluates), the same on every rank."""
+    if not hasattr(objective, "should_stop"):
+        return False
+    flag = torch.tensor([1.0 if objective.should_stop() else 0.0], device=device)
+    if dist.is_available() and dist.is_initialized():
+        dist.broadcast(flag, src=0)
+    return bool(flag.item())
 
 
 def _barrier() -> None:

@@ -34,7 +34,6 @@ def export(checkpoints: str | Path, out: str | Path, tag: str | None = None, for
 
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-    from safetensors.torch import save_file
 
     from dist_train.train.checkpoint import EXPORT_OPTION, check_complete, checkpoint_folder, deepspeed_loads, latest_tag
     from dist_train.train.engine import vocab_sha256
@@ -58,29 +57,17 @@ def export(checkpoints: str | Path, out: str | Path, tag: str | None = None, for
     model = yaml.safe_load(model_config.read_text())
     with deepspeed_loads():  # weights_only=True for every file it reads: loading never runs code from them
         state = get_fp32_state_dict_from_zero_checkpoint(str(checkpoints), tag=tag)
-    # tied tensors (the cloze head shares the word embeddings) must be stored once
-    seen: dict[int, str] = {}
-    tensors = {}
-    for name, tensor in state.items():
-        ptr = tensor.data_ptr()
-        if ptr in seen and tensor.numel():
-            continue
-        seen[ptr] = name
-        tensors[name] = tensor.contiguous().float()
+    tensors = export_tensors(state)
     out.mkdir(parents=True, exist_ok=True)
     for name in EXPORT_FILES if force else ():
         (out / name).unlink(missing_ok=True)
-    tmp = out / "model.safetensors.tmp"
-    save_file(tensors, str(tmp), metadata={"checkpoint": str(checkpoints / tag)})
-    tmp.replace(out / "model.safetensors")
+    write_weights(tensors, out / "model.safetensors", str(checkpoints / tag))
     # The image network alone (its own key names), to initialise another model's image network from it
     # (`model_config.image_weights`), e.g. a Globetrotter run's for another run or a feature extractor.
     image = {name[len(IMAGE_PREFIX):]: t for name, t in tensors.items() if name.startswith(IMAGE_PREFIX)}
     if image:
-        tmp = out / f"{IMAGE_ENCODER_FILE}.tmp"
-        save_file(image, str(tmp), metadata={"checkpoint": str(checkpoints / tag), "arch": str(
-            model["config"].get("image_arch", "resnet18"))})
-        tmp.replace(out / IMAGE_ENCODER_FILE)
+        write_weights(image, out / IMAGE_ENCODER_FILE, str(checkpoints / tag),
+                      arch=str(model["config"].get("image_arch", "resnet18")))
     # the vocabulary the run was trained with (model.yaml records its hash): the run folder's copy, else the
     # dataset's, unless that dataset was preprocessed again since with another one
     trained_with = model.get("vocab_sha256")
@@ -93,12 +80,40 @@ def export(checkpoints: str | Path, out: str | Path, tag: str | None = None, for
         looked.append(f"{vocab} ({'not there' if found is None else f'sha256 {found[:12]}, not {trained_with[:12]}'})")
     else:
         raise FileNotFoundError(f"no vocabulary of the run to export beside the weights: looked for {' and '.join(looked)}")
-    config = {"model": model["model"], "model_config": model["config"], "objective": run.get("objective", {}),
-              "data": {"max_tokens": run["data"]["max_tokens"], "image_size": run["data"]["image_size"]},
-              "checkpoint": str(checkpoints / tag), "vocab": "spm.model",
-              "vocab_sha256": trained_with or found}
+    config = export_config(model, run, str(checkpoints / tag), trained_with or found)
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return out
+
+
+def export_tensors(state: dict) -> dict:
+    """A state dict as an export stores it: fp32, contiguous, each tied tensor once (safetensors refuses
+    two names for one memory; loading restores the tie from the model)."""
+    seen: dict[int, str] = {}
+    tensors = {}
+    for name, tensor in state.items():
+        ptr = tensor.data_ptr()
+        if ptr in seen and tensor.numel():
+            continue
+        seen[ptr] = name
+        tensors[name] = tensor.detach().cpu().contiguous().float()
+    return tensors
+
+
+def write_weights(tensors: dict, path: Path, source: str, **metadata: str) -> None:
+    """`tensors` as a safetensors file at `path`, replaced atomically (a crash leaves the old file whole)."""
+    from safetensors.torch import save_file
+
+    tmp = Path(path).with_name(Path(path).name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"checkpoint": source, **metadata})
+    tmp.replace(path)
+
+
+def export_config(model: dict, run: dict, source: str, vocab_sha256: str | None) -> dict:
+    """An export's config.yaml: the model (model.yaml's name and config), the run settings evaluation reads,
+    where the weights came from and the vocabulary's hash."""
+    return {"model": model["model"], "model_config": model["config"], "objective": run.get("objective", {}),
+            "data": {"max_tokens": run["data"]["max_tokens"], "image_size": run["data"]["image_size"]},
+            "checkpoint": source, "vocab": "spm.model", "vocab_sha256": vocab_sha256}
 
 
 def load_exported(path: str | Path):

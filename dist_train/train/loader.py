@@ -22,7 +22,9 @@ preprocessing's features stage) into `batch["features"]` (float32) instead of de
 preprocessing writes an image's captions and their translations next to each other) form one unit,
 units are shuffled instead of samples (shuffle_buffer then counts images), k captions of distinct
 languages are drawn from each unit (images with fewer are skipped and counted as `short_images`),
-and a batch holds batch_size / k images with k captions each. An epoch then visits every image once
+and a batch holds batch_size / k images with k captions each. `caption_languages` (k languages) fixes
+which: rows i*k .. i*k+k-1 of a batch are one image's captions in those languages, in that order (a
+translation pair per image for the MMT objective; images lacking one count as `short_images`). An epoch then visits every image once
 (an image cut by a rank or worker boundary may appear in both parts), so it has about k / c of the
 plain epoch's steps for c captions per image. Caption-caption ranking (VSE++) and SMALR's
 cross-lingual constraints need such batches.
@@ -90,7 +92,8 @@ class ShardStream(IterableDataset):
                  num_workers: int = 0, seed: int = 0, shuffle_buffer: int = 1000, image_size: int = 64,
                  max_tokens: int = 32, resampled: bool = False, language_temperature: float | None = None,
                  languages: list[str] | None = None, special_ids: tuple[int, int, int] = (0, 2, 3),
-                 translation_group=None, image_features: bool = False, captions_per_image: int = 0):
+                 translation_group=None, image_features: bool = False, captions_per_image: int = 0,
+                 caption_languages: list[str] | None = None):
         self.shards = list_split(root, split)
         self.root, self.split = str(root), split
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
@@ -105,6 +108,11 @@ class ShardStream(IterableDataset):
         self.translation_group = translation_group
         self.image_features = image_features
         self.captions_per_image = captions_per_image
+        self.caption_languages = list(caption_languages) if caption_languages else None
+        if self.caption_languages is not None and (len(self.caption_languages) != captions_per_image
+                                                   or len(set(self.caption_languages)) != captions_per_image):
+            raise ValueError(f"caption_languages={self.caption_languages} must be captions_per_image="
+                             f"{captions_per_image} distinct languages")
         total = sum(s.num_samples for s in self.shards)
         self.per_worker = total // (world_size * self.num_workers)
         self.batches_per_worker = self.per_worker // batch_size
@@ -204,6 +212,11 @@ class ShardStream(IterableDataset):
             first_of_language: dict[str, dict] = {}
             for raw in samples:
                 first_of_language.setdefault(_language_of(raw), raw)
+            if self.caption_languages is not None:
+                if any(lang not in first_of_language for lang in self.caption_languages):
+                    stats["short_images"] += 1
+                    return None
+                return [first_of_language[lang] for lang in self.caption_languages]
             if len(first_of_language) < k:
                 stats["short_images"] += 1
                 return None

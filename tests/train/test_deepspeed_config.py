@@ -57,3 +57,19 @@ def test_an_unknown_optimizer_or_a_broken_json_is_named(tmp_path):
     broken.write_text("{not json")
     with pytest.raises(TrainError, match="is not JSON"):
         deepspeed_config(_cfg(tmp_path, f"deepspeed.config={broken}"), total_steps=10, world_size=1)
+
+
+@pytest.mark.parametrize("warmup, total", [(0, 100), (5, 1)])
+def test_no_warm_up_is_a_schedule_deepspeed_accepts_that_starts_at_the_full_rate(tmp_path, warmup, total):
+    from deepspeed.runtime.lr_schedules import WarmupCosineLR
+
+    cfg = _cfg(tmp_path, f"optim.warmup_steps={warmup}", "optim.lr=0.002", "optim.min_lr_ratio=0.5")
+    params = deepspeed_config(cfg, total_steps=total, world_size=1)["scheduler"]["params"]
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.002)
+    schedule = WarmupCosineLR(optimizer, **params)  # DeepSpeed refuses a warm-up of 0 steps
+    schedule.step()  # iteration 0
+    assert schedule.get_last_lr()[0] == pytest.approx(0.002)  # already at the full rate
+    if total > 1:
+        for _ in range(total - 1):  # to the last iteration, total - 1
+            schedule.step()
+        assert schedule.get_last_lr()[0] == pytest.approx(0.001)  # the cosine still ends at min_lr_ratio

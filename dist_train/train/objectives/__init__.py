@@ -16,11 +16,12 @@ from dist_train.config import ConfigError
 from dist_train.train.config import TrainConfig
 from dist_train.train.data import Vocab
 from dist_train.train.objectives.globetrotter import GlobetrotterObjective, GlobetrotterObjectiveConfig
+from dist_train.train.objectives.mmt import MMTObjective
 from dist_train.train.objectives.pivot import PivotObjective
 from dist_train.train.objectives.smalr import SmalrObjective
 from dist_train.train.objectives.vse import VSEObjective
 
-OBJECTIVES = {"globetrotter": GlobetrotterObjective, "pivot": PivotObjective, "smalr": SmalrObjective,
+OBJECTIVES = {"globetrotter": GlobetrotterObjective, "mmt": MMTObjective, "pivot": PivotObjective, "smalr": SmalrObjective,
               "vsepp": VSEObjective}
 
 

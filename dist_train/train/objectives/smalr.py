@@ -190,17 +190,9 @@ class SmalrObjective:
         return model
 
     def _feature_dim(self) -> int:
-        import io
+        from dist_train.train.data import feature_dim
 
-        from dist_train.data.shards import iter_shard, list_finished_shards
-
-        for tar in list_finished_shards(self.run.data.shards, self.run.data.split):
-            for raw in iter_shard(tar):
-                if "features.npy" not in raw:
-                    raise ConfigError(f"data.shards = {self.run.data.shards!r}: samples have no image features; "
-                                      "preprocess with features.enabled=true")
-                return int(np.load(io.BytesIO(raw["features.npy"]), allow_pickle=False).shape[-1])
-        raise ConfigError(f"data.shards = {self.run.data.shards!r}: no training samples")
+        return feature_dim(self.run.data.shards, self.run.data.split)
 
     # --- one step -------------------------------------------------------------------------------------------
 
