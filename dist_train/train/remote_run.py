@@ -22,6 +22,7 @@ import hashlib
 import logging
 import os
 import re
+import time
 from pathlib import Path
 
 from dist_train.storage import StorageError, describe, is_url
@@ -67,6 +68,9 @@ class RemoteRun:
         self.url = url.rstrip("/")
         self.local = Path(local)
         self.fs, self.root = _fs(self.url)
+        # files written since (a pull, the previous push) are uploaded even at an unchanged size: the best
+        # weights an evaluation keeps are replaced by a file of the same size
+        self._changed_since = time.time()
 
     def _remote(self, rel: str) -> str:
         return f"{self.root}/{rel}"
@@ -125,6 +129,7 @@ class RemoteRun:
         if tag is not None:
             self._get("checkpoints/latest", always=True)  # last: the staging folder is whole once it is there
             log.info("pulled checkpoint %s of %s into %s", tag, describe(self.url), self.local)
+        self._changed_since = time.time()
         return tag
 
     def push_step(self, tag: str) -> None:
@@ -138,12 +143,16 @@ class RemoteRun:
         """Upload the run's files outside checkpoints/ (configs, vocabulary, log, TensorBoard, evaluation
         outputs) that are new or changed; then, with `tag`, the pointer to it (last, once every node has
         uploaded its part) and delete the step folders no longer kept locally."""
+        started = time.time()
         for f in sorted(self.local.rglob("*")):
             rel = f.relative_to(self.local).as_posix()
             if not f.is_file() or rel.startswith("checkpoints/") or ".part-" in f.name:
                 continue
-            if rel.endswith((".yaml", ".json")) or self._size(rel) != f.stat().st_size:
+            stat = f.stat()
+            if (rel.endswith((".yaml", ".json")) or stat.st_mtime >= self._changed_since
+                    or self._size(rel) != stat.st_size):
                 self._put(rel)
+        self._changed_since = started
         if tag is None:
             return
         self.fs.pipe_file(self._remote("checkpoints/latest"), tag.encode())

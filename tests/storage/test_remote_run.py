@@ -56,6 +56,31 @@ def test_push_then_pull_on_a_fresh_node_brings_the_latest_checkpoint_only(bucket
     assert (b.local / "checkpoints" / "step00000002" / "rank_00001.pt").read_bytes() == b"step00000002-1"
 
 
+def test_a_file_replaced_at_the_same_size_is_uploaded_again(bucket, tmp_path):
+    url = f"{bucket}/runs/best"
+    a = RemoteRun(url, tmp_path / "a")
+    _run_files(a.local)
+    (a.local / "best").mkdir()
+    (a.local / "best" / "model.safetensors").write_bytes(b"weights-1")
+    _checkpoint(a.local, "step00000002")
+    a.push_step("step00000002")
+    a.push_run("step00000002")
+    (a.local / "best" / "model.safetensors").write_bytes(b"weights-2")  # a better evaluation, same size
+    _checkpoint(a.local, "step00000004")
+    a.push_step("step00000004")
+    a.push_run("step00000004")
+    b = RemoteRun(url, tmp_path / "b")
+    b.pull()
+    assert (b.local / "best" / "model.safetensors").read_bytes() == b"weights-2"
+    # what a node pulled is not sent back unchanged, and what it changes after the pull is
+    (b.local / "spm.model").write_bytes(b"VOCAB")
+    sent, put = [], b._put
+    b._put = lambda rel: (sent.append(rel), put(rel))  # a spy: every upload still goes to the store
+    b.push_run()
+    assert "best/model.safetensors" not in sent and "out.log" not in sent
+    assert a.fs.cat_file(a._remote("spm.model")) == b"VOCAB"
+
+
 def test_an_upload_cut_before_the_pointer_leaves_the_previous_checkpoint(bucket, tmp_path):
     url = f"{bucket}/runs/y"
     a = RemoteRun(url, tmp_path / "a")
