@@ -100,7 +100,8 @@ def run_mmt_stage(preset: str, shards_root: Path, workers: int | None, progress:
     metrics = evaluate_translation([run / "best"], ready, run / "eval-test", progress=progress)
     print(summary_line(metrics))
     for sample in metrics["samples"][:3]:
-        print(f"  {sample['source']}\n    -> {sample['hypothesis']}\n    reference: {sample['references'][0]}")
+        references = " | ".join(sample["references"])
+        print(f"  {sample['source']}\n    -> {sample['hypothesis']}\n    references: {references}")
     print(f"report: {run / 'eval-test' / 'report.md'}; the four reconstruction forms compared: docs/results.md")
     return 0
 
