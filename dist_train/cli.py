@@ -678,7 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "beam-search translations of each test image's first source caption, against all of the image's\n"
                 "target captions and the caption's stored translation; --ensemble decodes more runs with it as\n"
                 "one ensemble (their probabilities averaged at each step):\n"
-                "  dist-train eval --checkpoint runs/mmt-demo/best --shards shards/world-demo-en-de \\\n"
+                "  dist-train eval --checkpoint runs/mmt-demo/best --shards shards/world-demo-parallel2 \\\n"
                 "      --out runs/mmt-demo/eval --ensemble runs/mmt-demo-s1/best,runs/mmt-demo-s2/best")
     p.add_argument("--checkpoint", type=_path_or_url, required=True,
                    help="checkpoints folder, one step folder, or export (a path or a URL)")

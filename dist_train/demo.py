@@ -85,12 +85,13 @@ def run_mmt_stage(preset: str, shards_root: Path, workers: int | None, progress:
     if ready is None:
         return 1
     run = runs_root / f"mmt-{preset}"
-    # the config's batch of 32 pairs, split over the processes
-    pairs_per_process = max(1, 32 // processes) if preset == "demo" else None
+    # the config's batch of pairs is the paper's (one process): split it over the processes
+    import yaml
+
+    pairs = yaml.safe_load(config.read_text())["data"]["batch_size"] // 2
     cmd = [sys.executable, "-m", "dist_train.cli", *([] if progress else ["-q"]), "train", "--config", str(config),
            f"out_dir={run}", f"data.shards={ready}", f"deepspeed.config={CONFIGS / 'deepspeed' / 'zero2.json'}",
-           *([f"data.batch_size={2 * pairs_per_process}"] if pairs_per_process else []),
-           "--nproc-per-node", str(processes)]
+           f"data.batch_size={2 * max(1, pairs // processes)}", "--nproc-per-node", str(processes)]
     if subprocess.call(cmd) != 0:
         print("MMT training failed; rerun the demo to resume from the last checkpoint")
         return 1

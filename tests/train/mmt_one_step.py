@@ -51,7 +51,7 @@ def main(shards: str, out: str, form: str) -> dict:
     result = {"engines": sorted(extra), "critic_in_model": module.critic is not None}
     if extra:  # phase 1: the critic's steps alone
         q0, g0, d0 = q(), g(), d()
-        src, tgt, v = objective._pairs(batch, device, torch.float32)
+        src, tgt, v = objective._pairs(batch, device)
         with torch.no_grad():
             h = engine(src, tgt, v)["h_T"]
         metrics = objective._critic_steps(module, h.float(), v, generator)

@@ -129,6 +129,7 @@ class MMTObjective:
         self.model_config = None
         # early stopping: {"step", "sacrebleu"} of the best evaluation, evaluations since, stopped
         self.best: dict[str, Any] | None = None
+        self._eval_data = None  # (vocabulary, pairs, features) of eval.split, read at the first evaluation
         self.bad_evaluations = 0
         self.stopped = False
 
@@ -208,7 +209,8 @@ class MMTObjective:
 
     # --- one step ---------------------------------------------------------------------------------------------
 
-    def _pairs(self, batch: dict, device: torch.device, dtype: torch.dtype):
+    def _pairs(self, batch: dict, device: torch.device):
+        """(source tokens, target tokens, fp32 features) of a batch of (source, target) rows."""
         tokens, features = batch["tokens"].to(device), batch["features"]
         src, tgt = tokens[0::2], tokens[1::2]
         v = features[0::2].to(device, torch.float32)
@@ -223,10 +225,11 @@ class MMTObjective:
         The engine still does the update: `backward` (gradients averaged over ranks) and `step`."""
         critic = self.critic_engine.module
         sums = {"critic": 0.0, "wasserstein": 0.0, "gradient_penalty": 0.0}
+        h_model = h.to(next(model.parameters()).dtype)  # G's input in the model's precision
         for _ in range(self.cfg.critic_steps):
             if model.config.reconstruction == "g-wgan":
                 with torch.no_grad():
-                    fake = model.reconstruct(h.to(next(model.parameters()).dtype), generator=generator).float()
+                    fake = model.reconstruct(h_model, generator=generator).float()
                 real, conditions = v, (h,)
                 d_real, d_fake = critic(real, h), critic(fake, h)
                 base = critic_loss_wgan(d_real, d_fake)
@@ -248,7 +251,7 @@ class MMTObjective:
         model = engine.module
         c = model.config
         dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
-        src, tgt, v = self._pairs(batch, device, dtype)
+        src, tgt, v = self._pairs(batch, device)
         out = engine(src, tgt, v.to(dtype) if c.visual_context else None)
         loss, h = out["loss"], out["h_T"]
         metrics: dict[str, float] = {"translation": float(loss.detach())}
@@ -332,15 +335,19 @@ class MMTObjective:
 
         model = engine.module
         o = self.cfg
-        sp = load_vocab((location(cfg.data.shards) / "spm.model").read_bytes())
-        pairs = translation_pairs(read_split_captions(cfg.data.shards, cfg.eval.split), o.source_language,
-                                  o.target_language)
-        if o.eval_sentences:
-            pairs = pairs[: o.eval_sentences]
-        features = None
-        if model.config.visual_context:
-            dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
-            features = read_split_features(cfg.data.shards, cfg.eval.split, [p.image_id for p in pairs]).to(dtype)
+        if self._eval_data is None:  # the split does not change during a run: read it once
+            sp = load_vocab((location(cfg.data.shards) / "spm.model").read_bytes())
+            pairs = translation_pairs(read_split_captions(cfg.data.shards, cfg.eval.split), o.source_language,
+                                      o.target_language)
+            if o.eval_sentences:
+                pairs = pairs[: o.eval_sentences]
+            features = None
+            if model.config.visual_context:
+                features = read_split_features(cfg.data.shards, cfg.eval.split, [p.image_id for p in pairs])
+            self._eval_data = sp, pairs, features
+        sp, pairs, features = self._eval_data
+        if features is not None:
+            features = features.to(next(p.dtype for p in model.parameters() if p.is_floating_point()))
         ids = translate([model], [p.source_tokens for p in pairs], features, max_tokens=cfg.data.max_tokens,
                         beam_size=o.beam_size, length_penalty=o.length_penalty, batch_size=cfg.eval.batch_size,
                         device=device)
